@@ -1,0 +1,53 @@
+"""Callbacks: HF-format export of the trained adapter (+ tokenizer + resolved config) at each checkpoint and at
+the end, so outputs load back with `PeftModel.from_pretrained` / `AutoTokenizer.from_pretrained`."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+import lightning as L
+
+log = logging.getLogger(__name__)
+
+
+class HFExport(L.Callback):
+    """Save `model` (a peft model: adapter only) + tokenizer + the run's config.yaml under `<log_dir>/hf/`.
+
+    Args:
+        dirname: sub-directory of the run's log dir.
+        every_checkpoint: also export at every Lightning checkpoint save (as `step-N`), not only at the end.
+    """
+
+    def __init__(self, dirname: str = "hf", every_checkpoint: bool = True) -> None:
+        self.dirname = dirname
+        self.every_checkpoint = every_checkpoint
+        self.final_dir: Path | None = None
+
+    def _export(self, trainer: L.Trainer, pl_module: L.LightningModule, name: str) -> Path | None:
+        if not trainer.is_global_zero or getattr(pl_module, "model", None) is None:
+            return None
+        out = Path(trainer.log_dir or trainer.default_root_dir) / self.dirname / name
+        out.mkdir(parents=True, exist_ok=True)
+        pl_module.model.save_pretrained(out)
+        tok = getattr(trainer.datamodule, "tok", None) if trainer.datamodule is not None else None
+        if tok is not None:
+            tok.save_pretrained(out)
+        cfg = Path(trainer.log_dir or "") / "config.yaml"
+        if cfg.is_file():
+            shutil.copy(cfg, out / "config.yaml")
+        return out
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        if self.every_checkpoint:
+            self._export(trainer, pl_module, f"step-{trainer.global_step}")
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.final_dir = self._export(trainer, pl_module, "final")
+        if self.final_dir is not None:
+            logs = Path(trainer.log_dir or trainer.default_root_dir)
+            msg = (f"\nTraining done.\n  adapter + tokenizer + config: {self.final_dir}\n"
+                   f"  logs (metrics.csv, config.yaml, data_stats.json): {logs}\n"
+                   f"  Lightning checkpoints: {logs / 'checkpoints'}\n")
+            print(msg)

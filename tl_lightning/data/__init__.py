@@ -1,0 +1,1 @@
+"""Data layer: canonical schema, loaders, renderers, call parser, ToolWorld and datamodules."""

@@ -1,0 +1,69 @@
+"""File → canonical `Conversation` loaders, one per source format, and the `load_source` dispatcher.
+
+`load_source(format, path, ...)` is what datamodules and the CLI use; `as_hf_dataset` wraps it in an HF
+`datasets.Dataset` cached on disk (keyed by the file's path, size and mtime and the loader arguments).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+from tl_lightning.data.loaders.base import LoadReport, OnError
+from tl_lightning.data.loaders.benchmarks import load_bfcl, load_tool_library, load_toolalpaca, load_tooleyes
+from tl_lightning.data.loaders.conversations import (load_conversations, load_openai, load_rotbench,
+                                                     load_toolbench_answer)
+from tl_lightning.data.schema import Conversation
+from tl_lightning.errors import DataError
+
+log = logging.getLogger(__name__)
+
+SourceFormat = Literal["conversations", "rotbench", "toolalpaca", "tooleyes", "bfcl", "openai", "toolbench"]
+_LOADERS = {"conversations": load_conversations, "rotbench": load_rotbench, "toolalpaca": load_toolalpaca,
+            "tooleyes": load_tooleyes, "openai": load_openai, "toolbench": load_toolbench_answer}
+
+__all__ = ["LoadReport", "OnError", "SourceFormat", "load_source", "as_hf_dataset", "load_bfcl", "load_tool_library"]
+
+
+def load_source(format: SourceFormat, path: str | Path, on_error: OnError = "skip", max_chars: int | None = None,
+                report: LoadReport | None = None, **options: Any) -> Iterator[Conversation]:
+    """Load conversations from `path` in `format`. For `bfcl`, `path` is the category name and `options` may
+    give `data_dir`; for `tooleyes`, `options` may give `tool_library`. Paths may be files or, for the
+    file-per-item formats, directories (all `*.json` / `*.jsonl` files below, sorted)."""
+    if format == "bfcl":
+        yield from load_bfcl(str(path), on_error=on_error, max_chars=max_chars, report=report, **options)
+        return
+    if format not in _LOADERS:
+        raise DataError(f"unknown data format {format!r}; choose from {', '.join(list(_LOADERS) + ['bfcl'])}")
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"data path not found: {p} (check the path in your config)")
+    files = sorted(x for x in p.rglob("*") if x.suffix in (".json", ".jsonl")) if p.is_dir() else [p]
+    for f in files:
+        yield from _LOADERS[format](f, on_error=on_error, max_chars=max_chars, report=report, **options)
+
+
+def as_hf_dataset(format: SourceFormat, path: str | Path, on_error: OnError = "skip", max_chars: int | None = None,
+                  cache_dir: str | None = None, **options: Any):
+    """Load into an HF `datasets.Dataset` with one column `conversation` (the canonical JSON), cached on disk.
+
+    The cache key includes the file's size and mtime, so editing the file invalidates it.
+    """
+    import datasets
+
+    p = Path(str(path))
+    stamp = [(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in ([p] if p.is_file() else sorted(p.rglob("*.json*")))] \
+        if p.exists() else [str(path)]
+    return datasets.Dataset.from_generator(
+        _generate, cache_dir=cache_dir,
+        gen_kwargs={"format": format, "path": str(path), "on_error": on_error, "max_chars": max_chars,
+                    "options": options, "stamp": stamp})
+
+
+def _generate(format: str, path: str, on_error: OnError, max_chars: int | None, options: dict, stamp: Any):
+    report = LoadReport(format, path)
+    for conv in load_source(format, path, on_error=on_error, max_chars=max_chars, report=report, **options):
+        yield {"conversation": conv.to_json()}
+    report.log()

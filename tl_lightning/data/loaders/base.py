@@ -1,0 +1,166 @@
+"""Shared loader machinery: reading files safely, the `on_error` policy, and the skip report.
+
+Every loader turns raw items into `Conversation`s through `convert_items`, which applies the policy:
+`on_error="raise"` stops at the first bad item with a `DataError` naming file and item/line; `"skip"` counts the
+item under its reason in a `LoadReport` and logs a summary. Nothing is dropped without being counted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from tl_lightning.data.call_format import parse_calls
+from tl_lightning.data.schema import Conversation, ToolCall, ToolSpec
+from tl_lightning.errors import DataError
+
+log = logging.getLogger(__name__)
+OnError = Literal["raise", "skip"]
+
+
+class ItemError(ValueError):
+    """A single item cannot be converted; the message is the (short, countable) reason."""
+
+
+@dataclass
+class LoadReport:
+    """How many items a load produced and why others were skipped (reason → count, first examples kept)."""
+
+    source: str
+    path: str
+    loaded: int = 0
+    skipped: Counter = field(default_factory=Counter)
+    notes: Counter = field(default_factory=Counter)
+    examples: list[str] = field(default_factory=list)
+
+    @property
+    def total_skipped(self) -> int:
+        return sum(self.skipped.values())
+
+    def skip(self, where: str, reason: str) -> None:
+        self.skipped[reason] += 1
+        if len(self.examples) < 5:
+            self.examples.append(f"{where}: {reason}")
+
+    def note(self, what: str, n: int = 1) -> None:
+        """Count a non-fatal fix-up (e.g. a repaired gold answer) so it is visible in the report."""
+        self.notes[what] += n
+
+    def merge(self, other: "LoadReport") -> None:
+        self.loaded += other.loaded
+        self.skipped.update(other.skipped)
+        self.notes.update(other.notes)
+        self.examples.extend(other.examples[: max(0, 5 - len(self.examples))])
+
+    def summary(self) -> str:
+        s = f"{self.source} {self.path}: loaded {self.loaded}, skipped {self.total_skipped}"
+        if self.skipped:
+            s += " (" + ", ".join(f"{r}: {n}" for r, n in self.skipped.most_common()) + ")"
+        if self.notes:
+            s += "; notes: " + ", ".join(f"{r}: {n}" for r, n in self.notes.most_common())
+        return s
+
+    def log(self) -> None:
+        (log.warning if self.skipped else log.info)(self.summary())
+
+
+def read_text(path: str | Path) -> str:
+    """Read a UTF-8 file, with one clear error for a missing file or undecodable bytes."""
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"data file not found: {p} (check the path in your config or command)")
+    raw = p.read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{p}: not UTF-8 (byte {e.start}: {raw[e.start:e.start + 1]!r}); re-encode the file as UTF-8") from None
+
+
+def read_json(path: str | Path) -> Any:
+    text = read_text(path)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}: invalid JSON at line {e.lineno} col {e.colno}: {e.msg}") from None
+
+
+def read_json_or_jsonl(path: str | Path, report: LoadReport, on_error: OnError) -> list[tuple[str, Any]]:
+    """Items of a JSON list (`item N`) or of a JSONL file (`line N`); bad JSONL lines follow the policy."""
+    text = read_text(path)
+    stripped = text.lstrip()
+    if stripped.startswith("["):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}: invalid JSON at line {e.lineno} col {e.colno}: {e.msg}") from None
+        return [(f"item {i}", x) for i, x in enumerate(data)]
+    if stripped.startswith("{") and "\n" not in stripped.strip():
+        return [("item 0", json.loads(stripped))]
+    items = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            items.append((f"line {lineno}", json.loads(line)))
+        except json.JSONDecodeError as e:
+            if on_error == "raise":
+                raise DataError(f"{path}: line {lineno}: invalid JSON ({e.msg})") from None
+            report.skip(f"line {lineno}", "invalid JSON line")
+    return items
+
+
+def convert_items(items: Iterable[tuple[str, Any]], convert: Callable[[str, Any], Iterable[Conversation]],
+                  report: LoadReport, on_error: OnError) -> Iterator[Conversation]:
+    """Apply `convert(where, item)` to each item under the `on_error` policy, counting loads and skips."""
+    for where, item in items:
+        try:
+            convs = list(convert(where, item))
+        except (ItemError, KeyError, TypeError, ValueError, AttributeError) as e:
+            reason = str(e) if isinstance(e, ItemError) else f"malformed item ({type(e).__name__}: {e})"
+            if on_error == "raise":
+                raise DataError(f"{report.path}: {where}: {reason} (use on_error: skip to count and skip such items)") from None
+            report.skip(where, reason)
+            continue
+        report.loaded += len(convs)
+        yield from convs
+
+
+def parse_tools(specs: Any, report: LoadReport | None = None) -> tuple[ToolSpec, ...]:
+    """Parse a list of OpenAI-style specs; duplicate names keep the first spec (counted in the report)."""
+    if not isinstance(specs, list):
+        raise ItemError(f"tool list is a {type(specs).__name__}, expected a list")
+    tools: dict[str, ToolSpec] = {}
+    for spec in specs:
+        if not isinstance(spec, dict):
+            raise ItemError("tool spec is not an object")
+        try:
+            tool = ToolSpec.from_openai(spec)
+        except ValueError as e:
+            raise ItemError(str(e)) from None
+        if tool.name in tools:
+            if report is not None:
+                report.note("duplicate tool name (first kept)")
+            continue
+        tools[tool.name] = tool
+    return tuple(tools.values())
+
+
+def parse_call_text(text: str) -> tuple[ToolCall, ...]:
+    """Parse an assistant call string from a dataset; a parse failure is an item error with its reason."""
+    result = parse_calls(text)
+    if not result.ok:
+        raise ItemError(f"assistant turn is not a parseable call ({result.failure.kind})")
+    return result.calls
+
+
+def check_length(conv: Conversation, max_chars: int | None) -> Conversation:
+    if max_chars is not None:
+        size = len(conv.to_json())
+        if size > max_chars:
+            raise ItemError(f"item longer than max_chars ({max_chars})")
+    return conv

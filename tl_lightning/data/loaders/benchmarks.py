@@ -1,0 +1,243 @@
+"""Loaders for the evaluation sets: ToolAlpaca, ToolEyes and BFCL v3/v4 (../shared/docs/data.md §1, §3, §4)."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from tl_lightning.data.call_format import parse_calls
+from tl_lightning.data.loaders.base import (ItemError, LoadReport, OnError, check_length, convert_items, parse_tools,
+                                            read_json, read_json_or_jsonl)
+from tl_lightning.data.loaders.conversations import _convert_turns, _role_content, tools_from_system
+from tl_lightning.data.schema import Conversation, Message, ToolCall, ToolParam, ToolSpec, normalise_type, stable_id
+from tl_lightning.errors import DataError
+
+# ------------------------------------------------------------------------------------------------- ToolAlpaca
+_TA_PARAM = re.compile(r"^\s*(Required|Optional)\.\s*([\w\[\]]*)\.?\s*(.*)$", re.DOTALL | re.IGNORECASE)
+_TA_DUP_KEY = re.compile(r'("[^"\\]+")\s*:\s*\1\s*:')  # upstream defect: `"symbols": "symbols": ...`
+
+
+def _toolalpaca_tool(name: str, text: str) -> ToolSpec:
+    """A tool from ToolAlpaca's `Function_Description` text: `desc\\nParameters: {json}\\nOutput: ...`."""
+    desc, _, rest = text.partition("\nParameters:")
+    params_json = rest.split("\nOutput:", 1)[0].strip() or "{}"
+    try:
+        raw = json.loads(params_json)
+    except json.JSONDecodeError:
+        raise ItemError(f"function {name!r}: Parameters is not JSON") from None
+    params = []
+    for pname, ptext in raw.items():
+        m = _TA_PARAM.match(str(ptext))
+        required, ptype, pdesc = (m.group(1).lower() == "required", m.group(2), m.group(3)) if m else (False, "", str(ptext))
+        params.append(ToolParam(pname, normalise_type(ptype), pdesc.strip(), required))
+    params.sort(key=lambda p: not p.required)
+    return ToolSpec(name, desc.strip(), tuple(params))
+
+
+def _toolalpaca_step(step: dict, report: LoadReport) -> ToolCall:
+    raw = step.get("Action_Input") or "{}"
+    if isinstance(raw, dict):
+        return ToolCall(step["Action"], raw)
+    try:
+        args = json.loads(raw)
+    except json.JSONDecodeError:
+        fixed = _TA_DUP_KEY.sub(r"\1:", raw)
+        try:
+            args = json.loads(fixed)
+        except json.JSONDecodeError:
+            raise ItemError("gold Action_Input is not JSON (e.g. template placeholders like ${start date})") from None
+        report.note("gold with duplicated key repaired")
+    if not isinstance(args, dict):
+        raise ItemError("gold Action_Input is not an object")
+    return ToolCall(step["Action"], args)
+
+
+def _later_step(step: dict, report: LoadReport) -> dict:
+    """Later gold steps are not scored by the first-call protocol; an unparseable one is kept raw and counted."""
+    try:
+        return _toolalpaca_step(step, report).to_dict()
+    except ItemError:
+        report.note("unparseable later gold step kept raw")
+        return {"name": step.get("Action", ""), "raw_arguments": step.get("Action_Input", "")}
+
+
+def load_toolalpaca(path: str | Path, on_error: OnError = "skip", max_chars: int | None = None,
+                    report: LoadReport | None = None) -> Iterator[Conversation]:
+    """ToolAlpaca `eval_real.json` / `eval_simulated.json`: one conversation per instruction.
+
+    Gold = the first step of `Golden_Answers[i]` (the paper's TS/PI/CF protocol, data.md §4.3); all steps are kept
+    in `meta["gold_steps"]`.
+    """
+    report = report or LoadReport("toolalpaca", str(path))
+
+    def convert(where: str, api: Any):
+        tools = tuple(_toolalpaca_tool(n, t) for n, t in api["Function_Description"].items())
+        for i, (instr, steps) in enumerate(zip(api["Instructions"], api["Golden_Answers"])):
+            try:
+                if not steps:
+                    raise ItemError("no gold steps")
+                first = _toolalpaca_step(steps[0], report)  # the scored step must parse
+            except ItemError as e:
+                if on_error == "raise":
+                    raise
+                report.skip(f"{where} ({api.get('Name')}) instruction {i}", str(e))
+                continue
+            meta = {"api": api.get("Name", ""), "category": api.get("Category", ""),
+                    "gold_steps": [first.to_dict()] + [_later_step(s, report) for s in steps[1:]]}
+            cid = f"{api.get('Name', where)}/{i}"
+            yield check_length(Conversation(cid, tools, (Message("user", instr),), ((first,),), "toolalpaca", meta),
+                               max_chars)
+
+    yield from convert_items(((f"item {i}", x) for i, x in enumerate(read_json(path))), convert, report, on_error)
+
+
+# --------------------------------------------------------------------------------------------------- ToolEyes
+_ASK_TO_USER = ToolSpec("ask_to_user", "You can ask user for guidance when you think you need more information to "
+                        "handle the task, but you should use this tool as less as you can.",
+                        (ToolParam("question", "string", "The question you want to ask to user."),))
+_FINISH = ToolSpec("finish", "Finish the task and give your answer.",
+                   (ToolParam("answer", "string", "Your answer for the task."),))
+
+
+def load_tool_library(root: str | Path, report: LoadReport | None = None) -> dict[str, tuple[ToolSpec, ...]]:
+    """ToolEyes `Tool_Library/<Category>/<Tool>/config_gpt4.json` → {"<Category>/<Tool>": tools}."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"tool library directory not found: {root}")
+    report = report or LoadReport("tool_library", str(root))
+    groups = {}
+    for f in sorted(root.glob("*/*/config_gpt4.json")):
+        try:
+            groups[f"{f.parent.parent.name}/{f.parent.name}"] = parse_tools(read_json(f), report)
+            report.loaded += 1
+        except ItemError as e:
+            report.skip(str(f.relative_to(root)), str(e))
+    return groups
+
+
+def load_tooleyes(path: str | Path, tool_library: str | Path | None = None, on_error: OnError = "skip",
+                  max_chars: int | None = None, report: LoadReport | None = None) -> Iterator[Conversation]:
+    """ToolEyes test queries (no gold answers: ToolEyes scores live trajectories).
+
+    Accepts the processed files (`scenario_data_{zero,five}_processed.json`: system prompt with the tool document)
+    or the raw file (`scenario_data_raw.json`) together with `tool_library` (the `Tool_Library` directory), in which
+    case `ask_to_user` and `finish` are appended to each group as ToolEyes does.
+    """
+    report = report or LoadReport("tooleyes", str(path))
+    library = load_tool_library(tool_library) if tool_library else None
+
+    def convert(where: str, item: Any):
+        meta = {"scenario": item.get("scenario", ""), "group": str(item.get("path", "")).split("Tool_Library/")[-1]}
+        if "conversations" in item:
+            tools, messages = _convert_turns(item["conversations"], report)
+        elif library is not None:
+            if meta["group"] not in library:
+                raise ItemError(f"tool group {meta['group']!r} not in the tool library")
+            tools = library[meta["group"]] + (_ASK_TO_USER, _FINISH)
+            messages = [Message("user", str(item["query"]))]
+        else:
+            raise ItemError("raw ToolEyes item needs tool_library= (the Tool_Library directory)")
+        cid = str(item.get("id") or stable_id(item.get("query"), meta["group"]))
+        yield check_length(Conversation(cid, tools, tuple(messages), None, "tooleyes", meta), max_chars)
+
+    yield from convert_items(((f"item {i}", x) for i, x in enumerate(read_json(path))), convert, report, on_error)
+
+
+# ------------------------------------------------------------------------------------------------------- BFCL
+BFCL_CATEGORIES = ("simple", "multiple", "parallel", "parallel_multiple", "irrelevance", "java", "javascript",
+                   "live_simple", "live_multiple", "live_parallel", "live_parallel_multiple", "live_irrelevance",
+                   "exec_simple", "exec_multiple", "exec_parallel", "exec_parallel_multiple")
+
+
+def bfcl_data_dir(data_dir: str | Path | None = None) -> Path:
+    """The BFCL data directory: the given one, or the one inside an installed `bfcl-eval` package."""
+    if data_dir is not None:
+        p = Path(data_dir)
+        if not p.is_dir():
+            raise DataError(f"BFCL data directory not found: {p}")
+        return p
+    try:
+        import importlib.resources as ir
+        import importlib.util
+
+        if importlib.util.find_spec("bfcl_eval") is None:
+            raise ModuleNotFoundError
+        return Path(str(ir.files("bfcl_eval") / "data"))
+    except ModuleNotFoundError:
+        raise DataError("no BFCL data: pass data_dir (a folder with BFCL_v3_*.json files) or "
+                        "`pip install --no-deps bfcl-eval==2025.6.8`") from None
+
+
+def bfcl_files(category: str, data_dir: str | Path | None = None) -> tuple[Path, Path | None]:
+    """(question file, possible-answer file or None) for a category; the newest BFCL version present wins."""
+    if category not in BFCL_CATEGORIES:
+        raise DataError(f"unknown BFCL category {category!r}; choose from {', '.join(BFCL_CATEGORIES)}")
+    root = bfcl_data_dir(data_dir)
+    names = [category, "simple_python"] if category == "simple" else [category]
+    for sub_q, sub_a in (("", "possible_answer"), ("unused_datasets/question", "unused_datasets/possible_answer")):
+        for name in names:
+            found = sorted((root / sub_q).glob(f"BFCL_v*_{name}.json"), reverse=True)
+            if found:
+                answer = root / sub_a / found[0].name
+                return found[0], answer if answer.is_file() else None
+    raise DataError(f"BFCL category {category!r}: no BFCL_v*_{category}.json under {root}")
+
+
+def _bfcl_canonical(ground_truth: list) -> tuple[ToolCall, ...]:
+    """One canonical answer from BFCL's per-parameter alternatives: the first non-empty alternative of each
+    parameter ("" marks an optional parameter that may be omitted). The full alternatives stay in meta."""
+    calls = []
+    for entry in ground_truth:
+        (fname, params), = entry.items()
+        args = {}
+        for pname, alternatives in params.items():
+            chosen = next((a for a in alternatives if a != ""), None)
+            if chosen is not None or "" not in alternatives:
+                args[pname] = chosen
+        calls.append(ToolCall(fname, args))
+    return tuple(calls)
+
+
+def load_bfcl(category: str, data_dir: str | Path | None = None, on_error: OnError = "skip",
+              max_chars: int | None = None, report: LoadReport | None = None) -> Iterator[Conversation]:
+    """A BFCL single-turn category: question JSONL + `possible_answer` JSONL joined by id.
+
+    Gold: AST categories → one canonical answer (`meta["possible_answer"]` keeps every alternative); exec
+    categories → the parsed gold call strings; irrelevance → one acceptable answer with no call.
+    """
+    qfile, afile = bfcl_files(category, data_dir)
+    report = report or LoadReport(f"bfcl/{category}", str(qfile))
+    answers = {}
+    if afile is not None:
+        answers = {a["id"]: a["ground_truth"] for _, a in read_json_or_jsonl(afile, report, on_error)}
+
+    def convert(where: str, item: Any):
+        turns = item["question"]
+        flat = turns[0] if turns and isinstance(turns[0], list) else turns
+        if not flat:
+            raise ItemError("empty question")
+        messages = []
+        for m in flat:
+            role, content = _role_content(m)
+            messages.append(Message(role, str(content or "")))
+        tools = parse_tools(item["function"], report)
+        gt = answers.get(item["id"])
+        meta: dict[str, Any] = {"category": category}
+        if "irrelevance" in category:
+            gold: tuple = ((),)
+        elif gt is None:
+            raise ItemError("no possible answer for this id")
+        elif gt and isinstance(gt[0], str):
+            parsed = [parse_calls(s) for s in gt]
+            if not all(p.ok for p in parsed):
+                raise ItemError("exec gold call string does not parse")
+            gold = (tuple(c for p in parsed for c in p.calls),)
+        else:
+            gold = (_bfcl_canonical(gt),)
+            meta["possible_answer"] = gt
+        yield check_length(Conversation(str(item["id"]), tools, tuple(messages), gold, "bfcl", meta), max_chars)
+
+    yield from convert_items(read_json_or_jsonl(qfile, report, on_error), convert, report, on_error)

@@ -1,0 +1,196 @@
+"""Loaders for conversation-style files: TL-Training/RoTLLaMA `conversations`, RoTBench, OpenAI `messages`,
+ToolBench answer trees. Formats: ../shared/docs/data.md §2, §5; paper.md §3.3.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from tl_lightning.data.call_format import parse_calls
+from tl_lightning.data.loaders.base import (ItemError, LoadReport, OnError, check_length, convert_items, parse_call_text,
+                                            parse_tools, read_json, read_json_or_jsonl)
+from tl_lightning.data.schema import Conversation, Message, ToolCall, stable_id
+
+_ROLE_MAP = {"system": "system", "user": "user", "human": "user", "assistant": "assistant", "gpt": "assistant",
+             "function": "tool", "tool": "tool", "observation": "tool", "ipython": "tool"}
+
+
+def _role_content(m: Any) -> tuple[str, Any]:
+    if not isinstance(m, dict):
+        raise ItemError("message is not an object")
+    role = m.get("role", m.get("from"))
+    if role is None:
+        raise ItemError("message without a role")
+    mapped = _ROLE_MAP.get(str(role).lower())
+    if mapped is None:
+        raise ItemError(f"unknown role {role!r}")
+    return mapped, m.get("content", m.get("value"))
+
+
+def tools_from_system(text: str, report: LoadReport | None = None):
+    """Tools from a system message: a JSON list, or a prompt with a JSON list inside (RoTBench/ToolEyes ReAct)."""
+    try:
+        return parse_tools(json.loads(text), report)
+    except (json.JSONDecodeError, ItemError):
+        pass
+    start, end = text.find("["), text.rfind("]")
+    if start < 0 or end <= start:
+        raise ItemError("system message holds no JSON tool list")
+    try:
+        specs = json.loads(text[start:end + 1])
+    except json.JSONDecodeError:
+        raise ItemError("system message tool list is not valid JSON") from None
+    return parse_tools(specs, report)
+
+
+def _assistant_message(content: Any) -> Message:
+    if not isinstance(content, str) or not content.strip():
+        raise ItemError("assistant turn without content")
+    result = parse_calls(content)
+    if not result.ok:
+        raise ItemError(f"assistant turn is not a parseable call ({result.failure.kind})")
+    return Message("assistant", content=result.thought, calls=result.calls)
+
+
+def _convert_turns(raw: list, report: LoadReport) -> tuple[tuple, list[Message]]:
+    tools: tuple = ()
+    messages: list[Message] = []
+    for m in raw:
+        role, content = _role_content(m)
+        if role == "system":
+            tools = tools_from_system(content or "", report) if not tools else tools
+        elif role == "assistant":
+            messages.append(_assistant_message(content))
+        else:
+            messages.append(Message(role, content="" if content is None else str(content)))
+    return tools, messages
+
+
+def load_conversations(path: str | Path, on_error: OnError = "skip", max_chars: int | None = None,
+                       report: LoadReport | None = None) -> Iterator[Conversation]:
+    """TL-Training / RoTLLaMA style: `[{"id", "conversations": [{role|from, content|value}]}]`.
+
+    The system message is a JSON list of OpenAI function specs; assistant turns are `name\\n{json}` (or any form
+    `parse_calls` accepts); role `function` is the tool output.
+    """
+    report = report or LoadReport("conversations", str(path))
+
+    def convert(where: str, item: Any):
+        turns = item.get("conversations") if isinstance(item, dict) else None
+        if not turns:
+            raise ItemError("empty conversation")
+        tools, messages = _convert_turns(turns, report)
+        if not any(m.role == "assistant" for m in messages):
+            raise ItemError("conversation without an assistant turn")
+        cid = str(item.get("id") or stable_id(str(path), where))
+        yield check_length(Conversation(cid, tools, tuple(messages), source="conversations"), max_chars)
+
+    yield from convert_items(read_json_or_jsonl(path, report, on_error), convert, report, on_error)
+
+
+def load_rotbench(path: str | Path, on_error: OnError = "skip", max_chars: int | None = None,
+                  report: LoadReport | None = None) -> Iterator[Conversation]:
+    """RoTBench First_Turn / Third_Turn file (any noise level). Gold = the list of acceptable answers.
+
+    `meta`: scenario, noise level (from the file name), turn (First/Third, from the parent folder).
+    """
+    p = Path(path)
+    report = report or LoadReport("rotbench", str(p))
+    meta = {"noise": p.stem, "turn": p.parent.name}
+
+    def convert(where: str, item: Any):
+        turns = item["conversations"]
+        if len(turns) < 3:
+            raise ItemError("fewer than 3 turns (system, user, gold)")
+        tools, messages = _convert_turns(turns[:-1], report)
+        role, gold_raw = _role_content(turns[-1])
+        if role != "assistant":
+            raise ItemError("last turn is not the assistant gold")
+        alternatives = gold_raw if isinstance(gold_raw, list) else [gold_raw]
+        gold = []
+        for alt in alternatives:
+            try:
+                gold.append(parse_call_text(alt))
+            except ItemError:
+                report.note("unparseable gold alternative dropped")
+        if not gold:
+            raise ItemError("no parseable gold answer")
+        m = {**meta, "scenario": item.get("scenario", "")}
+        yield check_length(Conversation(str(item["id"]), tools, tuple(messages), tuple(gold), "rotbench", m), max_chars)
+
+    yield from convert_items(((f"item {i}", x) for i, x in enumerate(read_json(p))), convert, report, on_error)
+
+
+def _openai_tool_calls(m: dict) -> tuple[ToolCall, ...]:
+    calls = []
+    for tc in m.get("tool_calls") or ():
+        fn = tc.get("function", tc) if isinstance(tc, dict) else None
+        if not isinstance(fn, dict) or not fn.get("name"):
+            raise ItemError("tool call without a function name")
+        args = fn.get("arguments") or {}
+        if isinstance(args, str):
+            try:
+                args = json.loads(args) if args.strip() else {}
+            except json.JSONDecodeError:
+                raise ItemError(f"tool call {fn['name']!r} has non-JSON arguments") from None
+        if not isinstance(args, dict):
+            raise ItemError(f"tool call {fn['name']!r} arguments are not an object")
+        calls.append(ToolCall(fn["name"], args))
+    return tuple(calls)
+
+
+def load_openai(path: str | Path, on_error: OnError = "skip", max_chars: int | None = None,
+                report: LoadReport | None = None) -> Iterator[Conversation]:
+    """OpenAI-style `{"messages": [...], "tools": [...]}` records (JSON list or JSONL).
+
+    Assistant `tool_calls[].function.arguments` may be a JSON string or an object; role `tool` is the output.
+    An assistant message with text and no tool calls is kept as text.
+    """
+    report = report or LoadReport("openai", str(path))
+
+    def convert(where: str, item: Any):
+        if not isinstance(item, dict) or not item.get("messages"):
+            raise ItemError("empty conversation")
+        tools = parse_tools(item.get("tools") or [], report)
+        messages = []
+        for m in item["messages"]:
+            role, content = _role_content(m)
+            content = "" if content is None else content if isinstance(content, str) else json.dumps(content)
+            calls = _openai_tool_calls(m) if role == "assistant" else ()
+            if role == "assistant" and not calls and not content.strip():
+                raise ItemError("assistant turn without content or tool calls")
+            messages.append(Message(role, content=content if role != "assistant" or not calls else "", calls=calls))
+        cid = str(item.get("id") or stable_id(str(path), where))
+        yield check_length(Conversation(cid, tools, tuple(messages), source="openai"), max_chars)
+
+    yield from convert_items(read_json_or_jsonl(path, report, on_error), convert, report, on_error)
+
+
+def load_toolbench_answer(path: str | Path, on_error: OnError = "skip", max_chars: int | None = None,
+                          report: LoadReport | None = None) -> Iterator[Conversation]:
+    """A ToolBench DFSDT answer file: the longest `answer_generation.train_messages` trajectory with its tools."""
+    report = report or LoadReport("toolbench", str(path))
+
+    def convert(where: str, item: Any):
+        ag = item["answer_generation"]
+        trajectories = ag.get("train_messages") or []
+        if not trajectories:
+            raise ItemError("no train_messages")
+        traj = max(trajectories, key=len)
+        tools = parse_tools(ag.get("function") or [], report)
+        messages = []
+        for m in traj:
+            role, content = _role_content(m)
+            if role == "system":
+                continue
+            if role == "assistant" and m.get("function_call"):
+                calls = _openai_tool_calls({"tool_calls": [m["function_call"]]})
+                messages.append(Message("assistant", content=content or "", calls=calls))
+            else:
+                messages.append(Message(role, content="" if content is None else str(content)))
+        yield check_length(Conversation(Path(path).stem, tools, tuple(messages), source="toolbench"), max_chars)
+
+    yield from convert_items([("file", read_json(path))], convert, report, on_error)

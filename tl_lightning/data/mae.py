@@ -1,0 +1,193 @@
+"""MAE (mitigating adverse effects): detect tool outputs that signal an error, and block the assistant call that
+caused them from the loss while keeping it (and its output) in the context of later steps (paper.md §3).
+
+Detectors map a tool output to a `Detection(is_error, category, reason)`:
+  * `ReferenceDetector` — the paper code's marker list (code/mae/mae.py) with its normalisation: delete every
+    character except CJK, ASCII letters, digits and `^`, lower-case, substring match. Quirk, reproduced on
+    purpose: the markers `"error":` and `'error'` normalise to the bare word `error`, so *any* output containing
+    "error" anywhere (e.g. "no errors", or RoTBench's success payloads with `"error": ""`) counts as an error.
+  * `StructuredDetector` (default) — what the paper meant: a non-empty JSON `error` field, Python exception
+    messages (NameError "is not defined", TypeError "missing … positional argument" / "unexpected keyword
+    argument", other `XxxError:` lines), HTTP 4xx/5xx status lines, "not supported".
+  * `RegexDetector` — user patterns from the config.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from tl_lightning.data.schema import Conversation, Message
+
+
+@dataclass(frozen=True)
+class Detection:
+    is_error: bool
+    category: str = "ok"
+    reason: str = ""
+
+
+OK = Detection(False)
+
+
+class ErrorDetector(Protocol):
+    def __call__(self, output: str) -> Detection: ...
+
+
+_REFERENCE_MARKERS = ('"error":', "'error'", "is not defined", "positional argument", "unexpected keyword",
+                      "'related_searches'", "ConnectionError", "connection error", "not supported", "Invalid API call",
+                      "Response error", "Object of type SerpResults is not JSON serializable", "400 Client Error",
+                      "slice indices must be integers or None or have an __index__ method")
+_NON_KEPT = re.compile(r"[^\u4e00-\u9fa5a-zA-Z0-9^]")
+
+
+def _normalise(text: str) -> str:
+    return _NON_KEPT.sub("", text).lower()
+
+
+@dataclass(frozen=True)
+class ReferenceDetector:
+    """The paper code's substring list after normalisation (faithful, over-inclusive; see module doc)."""
+
+    def __call__(self, output: str) -> Detection:
+        norm = _normalise(output)
+        for marker in _REFERENCE_MARKERS:
+            key = _normalise(marker)
+            if key in norm:
+                return Detection(True, "reference_marker", f"contains {marker!r} (normalised {key!r})")
+        return OK
+
+
+_PY_ERRORS = [
+    (re.compile(r"name '[^']+' is not defined"), "tool_hallucination"),
+    (re.compile(r"missing \d+ required (?:positional|keyword-only) arguments?"), "missing_parameter"),
+    (re.compile(r"got an unexpected keyword argument"), "unexpected_parameter"),
+    (re.compile(r"\b(?:positional argument|takes \d+ positional)"), "parameter_error"),
+    (re.compile(r"\b(?:[4-5]\d\d) (?:Client|Server) Error\b|\bHTTP(?:Error)?\s*[4-5]\d\d\b|status(?: code)?[:= ]+[4-5]\d\d\b", re.I),
+     "http_error"),
+    (re.compile(r"\bnot supported\b", re.I), "not_supported"),
+    (re.compile(r"^(?:Traceback \(most recent call last\)|[A-Z]\w*(?:Error|Exception)\b:)", re.M), "exception"),
+]
+
+
+@dataclass(frozen=True)
+class StructuredDetector:
+    """Error field / exception / HTTP-status based detection (see module doc)."""
+
+    def __call__(self, output: str) -> Detection:
+        text = output.strip()
+        if text.startswith("{"):
+            try:
+                obj = json.loads(text)
+            except (json.JSONDecodeError, RecursionError):
+                obj = None
+            if isinstance(obj, dict):
+                err = obj.get("error", obj.get("Error"))
+                if err not in (None, "", [], {}, False):
+                    return Detection(True, "error_field", f"error field: {str(err)[:120]}")
+                status = obj.get("status_code", obj.get("status"))
+                if isinstance(status, int) and status >= 400:
+                    return Detection(True, "http_error", f"status {status}")
+                text = str(obj.get("response", ""))  # ToolBench wraps API replies as {"error", "response"}
+        for pattern, category in _PY_ERRORS:
+            m = pattern.search(text)
+            if m:
+                return Detection(True, category, m.group(0)[:120])
+        return OK
+
+
+@dataclass(frozen=True)
+class RegexDetector:
+    """User-supplied regular expressions (searched, case-insensitive)."""
+
+    patterns: tuple[str, ...]
+
+    def __call__(self, output: str) -> Detection:
+        for p in self.patterns:
+            if re.search(p, output, flags=re.IGNORECASE):
+                return Detection(True, "user_pattern", f"matches {p!r}")
+        return OK
+
+
+@dataclass(frozen=True)
+class AnyDetector:
+    """The first detector that fires wins."""
+
+    detectors: tuple[ErrorDetector, ...]
+
+    def __call__(self, output: str) -> Detection:
+        for d in self.detectors:
+            hit = d(output)
+            if hit.is_error:
+                return hit
+        return OK
+
+
+@dataclass
+class MAESettings:
+    """MAE settings for SFT data."""
+
+    detector: Literal["structured", "reference", "none"] = "structured"
+    """"structured" (ours), "reference" (the paper code's substring list), or "none" (standard SFT)."""
+    patterns: list[str] = field(default_factory=list)
+    """Extra regexes; a tool output matching any of them is an error."""
+    mode: Literal["mask", "drop_turn", "drop_conversation"] = "mask"
+    """mask: no loss on the erroneous call, kept in context (the paper); drop_turn: remove the call and its
+    output from the conversation; drop_conversation: skip conversations with any erroneous call."""
+
+    def build(self) -> ErrorDetector | None:
+        base = {"structured": StructuredDetector(), "reference": ReferenceDetector(), "none": None}[self.detector]
+        parts = tuple(d for d in (base, RegexDetector(tuple(self.patterns)) if self.patterns else None) if d)
+        return AnyDetector(parts) if parts else None
+
+
+def erroneous_turns(conv: Conversation, detector: ErrorDetector | None) -> dict[int, Detection]:
+    """Assistant message index → detection, for assistant calls whose following tool output(s) signal an error."""
+    out: dict[int, Detection] = {}
+    if detector is None:
+        return out
+    msgs = conv.messages
+    for i, m in enumerate(msgs):
+        if m.role != "assistant" or not m.calls:
+            continue
+        j = i + 1
+        while j < len(msgs) and msgs[j].role == "tool":
+            hit = detector(msgs[j].content)
+            if hit.is_error:
+                out[i] = hit
+                break
+            j += 1
+    return out
+
+
+def apply_mae(conv: Conversation, settings: MAESettings, counts: Counter | None = None
+              ) -> tuple[Conversation | None, frozenset[int]]:
+    """Apply MAE: returns (conversation or None if dropped, assistant message indices to block from the loss).
+
+    `counts` (if given) accumulates `category → n` over erroneous calls, plus `conversations_dropped`.
+    """
+    hits = erroneous_turns(conv, settings.build())
+    if counts is not None:
+        counts.update(h.category for h in hits.values())
+    if not hits:
+        return conv, frozenset()
+    if settings.mode == "mask":
+        return conv, frozenset(hits)
+    if settings.mode == "drop_conversation":
+        if counts is not None:
+            counts["conversations_dropped"] += 1
+        return None, frozenset()
+    kept: list[Message] = []
+    skip_tools = False
+    for i, m in enumerate(conv.messages):  # drop_turn: the call and the tool outputs that answer it
+        if i in hits:
+            skip_tools = True
+            continue
+        if skip_tools and m.role == "tool":
+            continue
+        skip_tools = False
+        kept.append(m)
+    return Conversation(conv.id, conv.tools, tuple(kept), conv.gold, conv.source, conv.meta), frozenset()

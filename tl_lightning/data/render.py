@@ -1,0 +1,212 @@
+"""Renderers: conversation → text + per-segment character spans.
+
+Two prompt styles share one output type, `Rendered`:
+
+* `PaperFormat` — the TL-Training CodeLLaMA format (paper.md §3.3, §4.4; documented in docs/format.md):
+
+      System: Function:
+      def name(p: string, q: integer = None):
+          \"\"\"description
+
+          Args:
+              p (string): ...
+              q (integer): ...
+          \"\"\"
+
+      Function:
+      def finish(answer: string):
+      ...
+      User: <query>
+      Assistant: name(p='v', q=1)</s>
+      Output: <tool output>
+      Assistant: finish(answer='...')</s>
+
+  One deviation from the paper code, on purpose: every assistant turn ends with the EOS token, not only the last.
+  We train all turns of a conversation in one pass, so each turn must learn to stop (the paper code makes one
+  copy per turn and trains only the last reply, O(n²) tokens).
+
+* `ChatTemplateFormat` — the tokenizer's own chat template with `tools=`, for other model families (Qwen, Llama-3,
+  ...). Assistant turns carry the call text of `call_format` as content, so parsing stays in one place.
+
+Later stages map these spans to tokens through the tokenizer's offset mapping (`tokenization.py`); nothing ever
+searches decoded text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from tl_lightning.data.call_format import Span, join_rendered, render_calls
+from tl_lightning.data.schema import Conversation, Message, ToolSpec
+
+ROLE_HEADERS = {"system": "System", "user": "User", "assistant": "Assistant", "tool": "Output"}
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A span of rendered text. `message_index` points into `Conversation.messages` (-1: tool block / headers).
+
+    For assistant bodies, `call_names`, `name_spans` (absolute char spans of each call's tool name) and `arg_spans`
+    (absolute `(key, value)` spans of every argument of every call) locate the parts PKT weights.
+    """
+
+    role: str
+    message_index: int
+    start: int
+    end: int
+    trainable: bool
+    call_names: tuple[str, ...] = ()
+    name_spans: tuple[Span, ...] = ()
+    arg_spans: tuple[tuple[Span, Span], ...] = ()
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """Rendered text and its segments (in order, covering `text` without gaps)."""
+
+    text: str
+    segments: tuple[Segment, ...]
+
+    @property
+    def prompt_end(self) -> int:
+        """End of the text before the first trainable segment (the whole text if none)."""
+        return next((s.start for s in self.segments if s.trainable), len(self.text))
+
+
+class Renderer(Protocol):
+    def render(self, conv: Conversation, messages: tuple[Message, ...] | None = None,
+               add_generation_prompt: bool = False) -> Rendered: ...
+
+
+def render_tool_def(tool: ToolSpec) -> str:
+    """The paper's pseudo-Python definition of a tool (required parameters first, optional ones `= None`)."""
+    sig = ", ".join(f"{p.name}: {p.type}" + ("" if p.required else " = None") for p in tool.params)
+    lines = ["Function:", f"def {tool.name}({sig}):", f'    """{_one_line(tool.description)}']
+    if tool.params:
+        lines += ["", "    Args:"]
+        lines += [f"        {p.name} ({p.type}): {_one_line(p.description)}" for p in tool.params]
+    lines.append('    """')
+    return "\n".join(lines)
+
+
+def _one_line(text: str) -> str:
+    # Descriptions with newlines or triple quotes would break the docstring block the model reads.
+    return " ".join(text.replace('"""', "'''").split())
+
+
+class _Builder:
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.segments: list[Segment] = []
+        self.pos = 0
+
+    def add(self, text: str, role: str, message_index: int, trainable: bool, **extra: Any) -> int:
+        start = self.pos
+        self.parts.append(text)
+        self.pos += len(text)
+        if text:
+            self.segments.append(Segment(role, message_index, start, self.pos, trainable, **extra))
+        return start
+
+    def build(self) -> Rendered:
+        return Rendered(text="".join(self.parts), segments=tuple(self.segments))
+
+
+@dataclass(frozen=True)
+class PaperFormat:
+    """The TL-Training CodeLLaMA prompt format.
+
+    Args:
+        eos_token: appended (and trained) after every assistant turn; use the tokenizer's `eos_token`.
+    """
+
+    eos_token: str = "</s>"
+
+    def render(self, conv: Conversation, messages: tuple[Message, ...] | None = None,
+               add_generation_prompt: bool = False) -> Rendered:
+        """Render `messages` (default: all of `conv.messages`) with `conv.tools` as the system block.
+
+        `add_generation_prompt` ends the text with the assistant header, ready for generation.
+        """
+        messages = conv.messages if messages is None else messages
+        b = _Builder()
+        system_extra = "\n".join(m.content for m in messages if m.role == "system" and m.content)
+        system = "\n\n".join(render_tool_def(t) for t in conv.tools)
+        if system_extra:
+            system = f"{system}\n\n{system_extra}" if system else system_extra
+        b.add(f"System: {system}", "system", -1, False)
+        for i, msg in enumerate(messages):
+            if msg.role == "system":
+                continue
+            header = f"\n{ROLE_HEADERS[msg.role]}:"
+            if msg.role != "assistant":
+                b.add(f"{header} {msg.content}", msg.role, i, False)
+                continue
+            b.add(header, "header", i, False)
+            self._add_assistant_body(b, msg, i)
+        if add_generation_prompt:
+            b.add("\nAssistant:", "header", len(messages), False)
+        return b.build()
+
+    def _add_assistant_body(self, b: _Builder, msg: Message, index: int) -> None:
+        rendered = render_calls(msg.calls)
+        body = " " + (join_rendered(rendered) if msg.calls else msg.content)
+        start = b.pos + 1  # after the leading space
+        names = tuple(c.name for c in msg.calls)
+        name_spans = tuple((start + off + rc.name[0], start + off + rc.name[1]) for off, rc in rendered)
+        arg_spans = tuple(((start + off + k[0], start + off + k[1]), (start + off + v[0], start + off + v[1]))
+                          for off, rc in rendered for k, v in rc.args)
+        b.add(body + self.eos_token, "assistant", index, True,
+              call_names=names, name_spans=name_spans, arg_spans=arg_spans)
+
+
+@dataclass
+class ChatTemplateFormat:
+    """Render with a tokenizer's own chat template (`apply_chat_template(..., tools=...)`).
+
+    Segments come from rendering growing prefixes of the conversation and taking the difference, so the template
+    must be prefix-preserving (checked; a `ValueError` names the message index otherwise). Inside an assistant
+    segment the call text is located by its known offset within the message content.
+
+    Args:
+        tokenizer: an HF tokenizer with a chat template.
+    """
+
+    tokenizer: Any
+
+    def _apply(self, conv: Conversation, msgs: list[dict], gen: bool) -> str:
+        tools = [{"type": "function", "function": t.to_openai()} for t in conv.tools] or None
+        return self.tokenizer.apply_chat_template(msgs, tools=tools, tokenize=False, add_generation_prompt=gen)
+
+    def render(self, conv: Conversation, messages: tuple[Message, ...] | None = None,
+               add_generation_prompt: bool = False) -> Rendered:
+        messages = conv.messages if messages is None else messages
+        hf_msgs: list[dict] = []
+        b = _Builder()
+        prev = ""
+        for i, msg in enumerate(messages):
+            rendered = render_calls(msg.calls)
+            content = join_rendered(rendered) if msg.calls else msg.content
+            hf_msgs.append({"role": msg.role, "content": content})
+            text = self._apply(conv, hf_msgs, gen=False)
+            if not text.startswith(prev):
+                raise ValueError(f"chat template is not prefix-preserving at message {i} of {conv.id!r}")
+            piece = text[len(prev):]
+            if msg.role == "assistant":
+                off = piece.find(content) if content else -1  # our own content inside the template's segment
+                if off < 0:
+                    raise ValueError(f"chat template dropped the assistant content of message {i} of {conv.id!r}")
+                b.add(piece[:off], "header", i, False)  # the template's role header is context, not target
+                cstart = b.pos
+                b.add(piece[off:], "assistant", i, True, call_names=tuple(c.name for c in msg.calls),
+                      name_spans=tuple((cstart + o + rc.name[0], cstart + o + rc.name[1]) for o, rc in rendered),
+                      arg_spans=tuple(((cstart + o + k[0], cstart + o + k[1]), (cstart + o + v[0], cstart + o + v[1]))
+                                      for o, rc in rendered for k, v in rc.args))
+            else:
+                b.add(piece, msg.role, i, False)
+            prev = text
+        if add_generation_prompt:
+            text = self._apply(conv, hf_msgs, gen=True)
+            b.add(text[len(prev):], "header", len(messages), False)
+        return b.build()

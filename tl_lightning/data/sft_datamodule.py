@@ -1,0 +1,172 @@
+"""`ToolSFTDataModule`: conversations → MAE → render → one-pass tokenization with PKT weights → padded batches.
+
+Sources are ToolWorld (built in, no files needed) or any file format of `tl_lightning.data.loaders` (loaded through
+an HF `datasets` cache). The module writes `data_stats.json` (MAE error categories, skips, token counts) next to
+the run's logs and logs a one-line summary.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from functools import partial
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from tl_lightning.constants import IGNORE_INDEX
+from tl_lightning.data.loaders import LoadReport, as_hf_dataset
+from tl_lightning.data.mae import MAESettings, apply_mae
+from tl_lightning.data.render import ChatTemplateFormat, PaperFormat
+from tl_lightning.data.schema import Conversation
+from tl_lightning.data.tokenization import Encoded, PKTSettings, check_prefix, encode_rendered
+from tl_lightning.data.toolworld import ToolWorld
+from tl_lightning.errors import DataError, as_dataclass
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DataSource:
+    """Where conversations come from."""
+
+    format: Literal["toolworld", "conversations", "openai", "toolbench", "rotbench", "toolalpaca", "tooleyes"] = "toolworld"
+    """"toolworld" (generated) or a file format of tl_lightning.data.loaders."""
+    path: str | None = None
+    """File or directory for file formats."""
+    split: str = "train"
+    """ToolWorld split name (splits with different names are disjoint)."""
+    size: int = 1000
+    """ToolWorld: number of conversations."""
+    seed: int = 0
+    """ToolWorld seed."""
+    error_rate: float = 0.17
+    """ToolWorld: share of calls preceded by an erroneous attempt."""
+    on_error: Literal["raise", "skip"] = "skip"
+    """Files: stop at the first bad item, or count and skip it."""
+    limit: int | None = None
+    """Use at most this many conversations."""
+
+    def load(self, cache_dir: str | None = None) -> tuple[list[Conversation], LoadReport]:
+        if self.format == "toolworld":
+            convs = ToolWorld(seed=self.seed, error_rate=self.error_rate).split(self.split, self.size)
+            report = LoadReport("toolworld", self.split, loaded=len(convs))
+        else:
+            if not self.path:
+                raise DataError(f"data source format {self.format!r} needs a path")
+            ds = as_hf_dataset(self.format, self.path, on_error=self.on_error, cache_dir=cache_dir)
+            convs = [Conversation.from_json(s) for s in ds["conversation"]]
+            report = LoadReport(self.format, self.path, loaded=len(convs))
+        return convs[: self.limit] if self.limit else convs, report
+
+
+def pad_sft_batch(examples: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad: input_ids with `pad_id`, labels with IGNORE_INDEX, weights with 0, key_mask with False."""
+    t = max(len(e["input_ids"]) for e in examples)
+
+    def pad(key: str, value, dtype):
+        return torch.tensor([e[key] + [value] * (t - len(e[key])) for e in examples], dtype=dtype)
+
+    return {"input_ids": pad("input_ids", pad_id, torch.long), "labels": pad("labels", IGNORE_INDEX, torch.long),
+            "weights": pad("weights", 0.0, torch.float32), "key_mask": pad("key_mask", False, torch.bool),
+            "attention_mask": torch.tensor([[1] * len(e["input_ids"]) + [0] * (t - len(e["input_ids"])) for e in examples])}
+
+
+class ToolSFTDataModule(L.LightningDataModule):
+    """Tool-use SFT data with MAE masks and PKT weights.
+
+    Args:
+        tokenizer: tokenizer path or hub id (normally linked from the model's checkpoint).
+        train: training source.
+        val: validation source (default: a 64-conversation ToolWorld "val" split).
+        prompt_format: "paper" (TL-Training CodeLLaMA format) or "chat_template" (the tokenizer's template).
+        mae: MAE settings.
+        pkt: PKT weighting settings.
+        max_length: tokens per sequence (right truncation; sequences left with no trained token are skipped).
+        batch_size: sequences per batch.
+        num_workers: DataLoader workers.
+        cache_dir: HF datasets cache for file sources (default: the HF cache).
+    """
+
+    def __init__(self, tokenizer: str = "codellama/CodeLlama-7b-hf", train: DataSource = DataSource(),
+                 val: DataSource | None = None, prompt_format: Literal["paper", "chat_template"] = "paper",
+                 mae: MAESettings = MAESettings(), pkt: PKTSettings = PKTSettings(), max_length: int = 2048,
+                 batch_size: int = 4, num_workers: int = 0, cache_dir: str | None = None) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.train_source = as_dataclass(DataSource, train)
+        self.val_source = as_dataclass(DataSource, val) or DataSource(split="val", size=64, seed=self.train_source.seed)
+        self.mae = as_dataclass(MAESettings, mae)
+        self.pkt = as_dataclass(PKTSettings, pkt)
+        self.tok = None
+        self.datasets: dict[str, list[dict]] = {}
+        self.stats: dict[str, dict] = {}
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.datasets:
+            return
+        from tl_lightning.models.loading import load_tokenizer
+
+        self.tok = load_tokenizer(self.hparams.tokenizer)
+        for name, source in (("train", self.train_source), ("val", self.val_source)):
+            self.datasets[name], self.stats[name] = self.encode_source(source)
+        self._write_stats()
+
+    def renderer(self):
+        if self.hparams.prompt_format == "paper":
+            return PaperFormat(eos_token=self.tok.eos_token)
+        return ChatTemplateFormat(self.tok)
+
+    def encode_source(self, source: DataSource) -> tuple[list[dict], dict]:
+        convs, report = source.load(self.hparams.cache_dir)
+        counts: Counter = Counter()
+        renderer, add_special = self.renderer(), self.hparams.prompt_format == "paper"
+        examples, tokens, trained, blocked = [], 0, 0, 0
+        for i, conv in enumerate(convs):
+            kept, blocked_idx = apply_mae(conv, self.mae, counts)
+            if kept is None:
+                continue
+            rendered = renderer.render(kept)
+            if i < 8 and check_prefix(rendered, self.tok, add_special):  # cheap guard on the first examples
+                raise DataError(f"{conv.id}: the prompt does not tokenize as a prefix of the full sequence with this "
+                                "tokenizer and prompt_format; generation would see other tokens than training")
+            enc: Encoded = encode_rendered(rendered, self.tok, kept.tool_names, blocked_idx, self.pkt,
+                                           self.hparams.max_length, add_special)
+            blocked += enc.n_blocked
+            if enc.n_trainable == 0:
+                counts["skipped_no_trainable_token"] += 1
+                continue
+            tokens += len(enc.input_ids)
+            trained += enc.n_trainable
+            examples.append({k: getattr(enc, k) for k in ("input_ids", "labels", "weights", "key_mask")})
+        stats = {"source": asdict(source), "conversations": len(convs), "examples": len(examples),
+                 "load_skipped": dict(report.skipped), "mae": dict(counts), "tokens": tokens,
+                 "trained_tokens": trained, "blocked_tokens": blocked}
+        log.info("%s: %d examples, %d tokens (%d trained, %d blocked by MAE); MAE categories %s", source.split,
+                 len(examples), tokens, trained, blocked, dict(counts))
+        if not examples:
+            raise DataError(f"no trainable example in {source.format} {source.path or source.split}")
+        return examples, stats
+
+    def _write_stats(self) -> None:
+        trainer = getattr(self, "_trainer", None)
+        out = Path(trainer.log_dir) if trainer is not None and trainer.log_dir else None
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "data_stats.json").write_text(json.dumps(self.stats, indent=2, default=str))
+
+    def _loader(self, name: str, shuffle: bool) -> DataLoader:
+        return DataLoader(self.datasets[name], batch_size=self.hparams.batch_size, shuffle=shuffle,
+                          num_workers=self.hparams.num_workers,
+                          collate_fn=partial(pad_sft_batch, pad_id=self.tok.pad_token_id))
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)

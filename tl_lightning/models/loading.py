@@ -1,0 +1,188 @@
+"""The one model-loading path, for a tiny local checkpoint and a 7B hub model alike:
+
+    AutoModelForCausalLM.from_pretrained(checkpoint, quantization_config=BitsAndBytesConfig(...)) + AutoTokenizer
+    → (CPU) disable bitsandbytes' AVX512-BF16 repacking → prepare_model_for_kbit_training → peft LoRA.
+
+bitsandbytes and peft are imported lazily inside the functions that need them (GPU-only code optional by
+construction). Every user mistake ends in a one-line `UserError`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from tl_lightning.errors import UserError
+
+log = logging.getLogger(__name__)
+Quantization = Literal["nf4", "int8"] | None
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass
+class LoraSettings:
+    """LoRA adapter settings (peft `LoraConfig`)."""
+
+    r: int = 16
+    """Rank of the update matrices."""
+    alpha: int = 32
+    """Scaling numerator (`lora_alpha`); the update is scaled by alpha / r."""
+    dropout: float = 0.05
+    """Dropout on the LoRA input."""
+    target_modules: list[str] | str = "all-linear"
+    """Module names to adapt, or "all-linear" (every linear layer except the output head)."""
+
+    def __post_init__(self) -> None:
+        if self.r <= 0:
+            raise UserError(f"lora.r must be positive, got {self.r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise UserError(f"lora.dropout must be in [0, 1), got {self.dropout}")
+
+
+@dataclass
+class ModelSettings:
+    """What to load and how. Shared by the SFT, PPO and evaluation systems."""
+
+    checkpoint: str = "codellama/CodeLlama-7b-hf"
+    """A hub id or a local directory saved with `save_pretrained`."""
+    quantization: Quantization = "nf4"
+    """"nf4" (4-bit NormalFloat, QLoRA), "int8" (LLM.int8) or null for full precision."""
+    compute_dtype: Literal["float32", "bfloat16", "float16"] = "bfloat16"
+    """dtype of the matmuls (and of the non-quantized weights)."""
+    double_quant: bool = True
+    """NF4 double quantization (quantize the quantization constants; saves ~0.4 bit/param)."""
+    lora: LoraSettings | None = field(default_factory=LoraSettings)
+    """LoRA settings; null trains all weights (only possible without quantization)."""
+    adapter: str | None = None
+    """An existing PEFT adapter directory to start from (e.g. the SFT adapter for PPO); trained further."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass: less memory, ~30% more compute."""
+    trust_remote_code: bool = False
+    """Allow model code from the hub; off unless you trust the repository."""
+
+    def __post_init__(self) -> None:
+        if self.quantization not in ("nf4", "int8", None):
+            raise UserError(f"quantization must be nf4, int8 or null, got {self.quantization!r}")
+        if self.quantization and self.lora is None and self.adapter is None:
+            raise UserError("a quantized model cannot be fully fine-tuned: set lora (or quantization: null)")
+
+
+def resolve_checkpoint(checkpoint: str) -> str:
+    """Fail early, in one line, on a missing local path or on a hub id while offline and not cached."""
+    p = Path(checkpoint).expanduser()
+    if p.exists():
+        if not (p / "config.json").is_file():
+            raise UserError(f"model checkpoint {p} has no config.json (expected a save_pretrained directory)")
+        return str(p)
+    looks_like_path = checkpoint.startswith((".", "/", "~")) or checkpoint.count("/") > 1
+    if looks_like_path:
+        raise UserError(f"model checkpoint not found: {checkpoint} (build a tiny one with "
+                        f"`python -m tl_lightning.models.tiny {checkpoint}` or fix the path)")
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            cached = try_to_load_from_cache(checkpoint, "config.json")
+        except Exception:  # noqa: BLE001 - any cache lookup problem means "not cached"
+            cached = None
+        if not isinstance(cached, str):
+            raise UserError(f"model {checkpoint!r} is not in the local HF cache and HF_HUB_OFFLINE=1 forbids "
+                            "downloading it: download it once online, or point checkpoint at a local directory")
+    return checkpoint
+
+
+def quantization_config(quantization: Quantization, compute_dtype: torch.dtype, double_quant: bool = True):
+    if quantization is None:
+        return None
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise UserError(f"quantization: {quantization} needs bitsandbytes: `pip install bitsandbytes==0.50.2` "
+                        "(or set quantization: null)")
+    from transformers import BitsAndBytesConfig
+
+    if quantization == "int8":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute_dtype,
+                              bnb_4bit_use_double_quant=double_quant)
+
+
+def disable_cpu_bf16_repack(model: torch.nn.Module) -> int:
+    """Keep bitsandbytes from repacking 4-bit weights into its inference-only CPU format.
+
+    On AVX512-BF16 CPUs, any eval-mode no-grad forward of a `Linear4bit` (a sanity/validation step, a PPO
+    rollout) repacks the weight in place; later backward passes then go through `gemv_4bit`, which has no autograd
+    kernel, and LoRA gradients are silently wrong (~100% error; ../shared/docs/env-notes.md §2). Harmless on GPU
+    (the condition checks the device). Returns how many layers were patched.
+    """
+    if importlib.util.find_spec("bitsandbytes") is None:
+        return 0
+    import bitsandbytes as bnb
+
+    n = 0
+    for mod in model.modules():
+        if isinstance(mod, bnb.nn.Linear4bit):
+            mod.support_avx512bf16_for_cpu = False
+            n += 1
+    return n
+
+
+def load_tokenizer(checkpoint: str, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(resolve_checkpoint(checkpoint), trust_remote_code=trust_remote_code)
+    if tok.pad_token is None:  # LLaMA tokenizers ship without one; the paper code pads with unk
+        tok.pad_token = tok.unk_token or tok.eos_token
+    return tok
+
+
+def load_base_model(settings: ModelSettings, device: torch.device | str = "cpu"):
+    """`from_pretrained` with the quantization config, placed on `device` (bitsandbytes quantizes on load)."""
+    from transformers import AutoModelForCausalLM
+
+    device = torch.device(device)
+    if settings.quantization and device.type not in ("cpu", "cuda", "xpu"):
+        raise UserError(f"quantization: {settings.quantization} is not supported on {device.type}; use null")
+    dtype = DTYPES[settings.compute_dtype]
+    model = AutoModelForCausalLM.from_pretrained(
+        resolve_checkpoint(settings.checkpoint), dtype=dtype,
+        quantization_config=quantization_config(settings.quantization, dtype, settings.double_quant),
+        device_map={"": device} if settings.quantization else None, trust_remote_code=settings.trust_remote_code)
+    if settings.quantization:
+        disable_cpu_bf16_repack(model)
+    return model
+
+
+def prepare_for_training(model, settings: ModelSettings):
+    """Freeze the base, add (or load) the LoRA adapter, enable gradient checkpointing; returns the trainable model."""
+    if settings.lora is None and settings.adapter is None:
+        if settings.gradient_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        return model
+    from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
+
+    if settings.quantization:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=settings.gradient_checkpointing,
+                                                gradient_checkpointing_kwargs={"use_reentrant": False})
+    elif settings.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
+    if settings.adapter is not None:
+        if not (Path(settings.adapter) / "adapter_config.json").is_file():
+            raise UserError(f"adapter directory {settings.adapter} has no adapter_config.json")
+        return PeftModel.from_pretrained(model, settings.adapter, is_trainable=True)
+    lora = settings.lora
+    cfg = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                     target_modules=lora.target_modules, task_type="CAUSAL_LM")
+    return get_peft_model(model, cfg)
+
+
+def load_policy(settings: ModelSettings, device: torch.device | str = "cpu") -> Any:
+    """Base model (quantized as configured) + LoRA, in train mode (HF loads models in eval mode)."""
+    model = prepare_for_training(load_base_model(settings, device), settings)
+    model.train()
+    return model

@@ -1,0 +1,47 @@
+"""Weighted-token cross-entropy (PKT's objective, paper.md §4): loss = Σ w·CE / Σ w over labelled tokens.
+
+Note [label shift]: `labels` and `weights` are aligned with `input_ids` (unshifted); this function shifts once,
+so position t's logits predict token t+1. Note [weight normalisation]: the sum of weights over the whole batch
+is the denominator (the paper code normalises per sample with batch size 1; for a batch this is the natural
+generalisation, and with all weights 1 it equals token-mean cross-entropy).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from tl_lightning.constants import IGNORE_INDEX
+
+
+def token_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per-token CE of next-token prediction.
+
+    Args:
+        logits: (b, t, v) unshifted logits.
+        labels: (b, t) unshifted labels with IGNORE_INDEX at positions without a target.
+
+    Returns:
+        (b, t-1) CE for predicting labels[:, 1:]; 0 where the label is ignored.
+    """
+    shift_logits = logits[:, :-1].float()
+    shift_labels = labels[:, 1:]
+    ce = F.cross_entropy(shift_logits.reshape(-1, shift_logits.size(-1)), shift_labels.reshape(-1),
+                         ignore_index=IGNORE_INDEX, reduction="none")
+    return ce.view(shift_labels.shape)
+
+
+def weighted_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Σ w·CE / Σ w over positions whose label is not IGNORE_INDEX.
+
+    Args:
+        logits: (b, t, v) unshifted.
+        labels: (b, t) unshifted, IGNORE_INDEX where masked.
+        weights: (b, t) aligned with labels; values at masked positions are ignored.
+
+    Returns:
+        Scalar loss (0 with no labelled token, keeping the graph connected).
+    """
+    ce = token_cross_entropy(logits, labels)
+    w = weights[:, 1:].to(ce.dtype) * (labels[:, 1:] != IGNORE_INDEX)
+    return (ce * w).sum() / w.sum().clamp_min(1e-8)

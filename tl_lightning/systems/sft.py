@@ -1,0 +1,100 @@
+"""`SFTSystem`: weighted-token SFT (MAE masks + PKT weights come with the batch) on a 4-bit/8-bit/full base + LoRA."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Literal
+
+import lightning as L
+import torch
+from lightning.pytorch.cli import OptimizerCallable
+
+from tl_lightning.constants import IGNORE_INDEX
+from tl_lightning.errors import as_dataclass
+from tl_lightning.models.loading import ModelSettings, load_policy
+from tl_lightning.objectives.weighted_ce import token_cross_entropy, weighted_cross_entropy
+
+
+def cosine_with_warmup(step: int, warmup: int, total: int, min_ratio: float = 0.0) -> float:
+    """LR multiplier: linear warmup from 0 over `warmup` steps, then cosine decay to `min_ratio` at `total`."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+class SFTSystem(L.LightningModule):
+    """Weighted-token SFT of a tool-calling policy.
+
+    Args:
+        policy: what to load (checkpoint, quantization, LoRA, gradient checkpointing).
+        optimizer: optimizer factory (default AdamW, lr 2e-4, betas (0.9, 0.95), weight decay 0.01).
+        warmup_ratio: share of the total steps used for linear warmup.
+        schedule: "cosine" (decay to 0 after warmup) or "constant" (after warmup).
+    """
+
+    def __init__(self, policy: ModelSettings = ModelSettings(), optimizer: OptimizerCallable | None = None,
+                 warmup_ratio: float = 0.03, schedule: Literal["cosine", "constant"] = "cosine") -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["optimizer"])
+        self.policy_settings = as_dataclass(ModelSettings, policy)
+        self.optimizer_factory = optimizer
+        self.model = None
+        self._t_last: float | None = None
+
+    def configure_model(self) -> None:
+        if self.model is not None:
+            return
+        device = self.trainer.strategy.root_device if self._trainer is not None else torch.device("cpu")
+        self.model = load_policy(self.policy_settings, device)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+
+    def _losses(self, batch: dict) -> dict[str, torch.Tensor]:
+        logits = self(batch["input_ids"], batch["attention_mask"])
+        labels = batch["labels"]
+        weighted = weighted_cross_entropy(logits, labels, batch["weights"])
+        with torch.no_grad():
+            ce = token_cross_entropy(logits, labels)
+            trained = labels[:, 1:] != IGNORE_INDEX
+            plain = (ce * trained).sum() / trained.sum().clamp_min(1)
+            correct = (logits[:, :-1].argmax(-1) == labels[:, 1:]) & trained
+            key = batch["key_mask"][:, 1:] & trained
+            key_acc = (correct & key).sum() / key.sum().clamp_min(1)
+            acc = correct.sum() / trained.sum().clamp_min(1)
+        return {"weighted_loss": weighted, "loss": plain, "key_token_acc": key_acc, "token_acc": acc,
+                "trained_tokens": trained.sum()}
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        out = self._losses(batch)
+        bs = batch["input_ids"].size(0)
+        for k in ("loss", "weighted_loss", "key_token_acc", "token_acc"):
+            self.log(f"train/{k}", out[k], prog_bar=k == "loss", batch_size=bs)
+        now = time.perf_counter()
+        if self._t_last is not None:
+            self.log("train/tokens_per_s", batch["attention_mask"].sum().float() / (now - self._t_last), batch_size=bs)
+        self._t_last = now
+        return out["weighted_loss"]
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        out = self._losses(batch)
+        bs = batch["input_ids"].size(0)
+        for k in ("loss", "weighted_loss", "key_token_acc", "token_acc"):
+            self.log(f"val/{k}", out[k], prog_bar=k == "loss", batch_size=bs, sync_dist=True)
+
+    def configure_optimizers(self):
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if self.optimizer_factory is not None:
+            opt = self.optimizer_factory(params)
+        else:
+            opt = torch.optim.AdamW(params, lr=2e-4, betas=(0.9, 0.95), weight_decay=0.01)
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warmup = int(self.hparams.warmup_ratio * total)
+        if self.hparams.schedule == "cosine":
+            fn = lambda s: cosine_with_warmup(s, warmup, total)  # noqa: E731
+        else:
+            fn = lambda s: min(1.0, (s + 1) / warmup) if warmup else 1.0  # noqa: E731
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, fn)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
