@@ -20,6 +20,7 @@ from __future__ import annotations
 import ast
 import json
 import re
+import warnings
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -146,7 +147,9 @@ def _strip_fences(text: str) -> str:
 
 def _parse_python_calls(body: str) -> ParseResult:
     try:
-        tree = ast.parse(body, mode="exec")
+        with warnings.catch_warnings():  # odd model output makes the compiler warn (e.g. "invalid decimal literal")
+            warnings.simplefilter("ignore")
+            tree = ast.parse(body, mode="exec")
     except SyntaxError as e:
         return ParseResult(failure=ParseFailure("syntax", f"not valid call syntax: {e.msg} (line {e.lineno})"))
     nodes: list[ast.expr] = []
@@ -268,7 +271,9 @@ def _parse_arguments(raw: str) -> dict | ParseFailure:
         value = json.loads(raw)
     except (json.JSONDecodeError, RecursionError):
         try:
-            tree = ast.parse(raw, mode="eval")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                tree = ast.parse(raw, mode="eval")
         except SyntaxError:
             return ParseFailure("bad_action_input", f"action input is neither JSON nor a dict literal: {raw[:80]!r}")
         ok, value = _literal(tree.body)

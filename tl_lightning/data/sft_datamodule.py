@@ -108,7 +108,8 @@ class ToolSFTDataModule(L.LightningDataModule):
         self.stats: dict[str, dict] = {}
 
     def setup(self, stage: str | None = None) -> None:
-        if self.datasets:
+        if self.datasets:  # already encoded (e.g. setup called by hand before fit): only write the stats
+            self._write_stats()
             return
         from tl_lightning.models.loading import load_tokenizer
 
@@ -154,7 +155,7 @@ class ToolSFTDataModule(L.LightningDataModule):
         return examples, stats
 
     def _write_stats(self) -> None:
-        trainer = getattr(self, "_trainer", None)
+        trainer = self.trainer
         out = Path(trainer.log_dir) if trainer is not None and trainer.log_dir else None
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)

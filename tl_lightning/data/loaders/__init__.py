@@ -54,12 +54,20 @@ def as_hf_dataset(format: SourceFormat, path: str | Path, on_error: OnError = "s
     import datasets
 
     p = Path(str(path))
+    if format != "bfcl" and not p.exists():
+        raise DataError(f"data path not found: {p} (check the path in your config)")
     stamp = [(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in ([p] if p.is_file() else sorted(p.rglob("*.json*")))] \
         if p.exists() else [str(path)]
-    return datasets.Dataset.from_generator(
-        _generate, cache_dir=cache_dir,
-        gen_kwargs={"format": format, "path": str(path), "on_error": on_error, "max_chars": max_chars,
-                    "options": options, "stamp": stamp})
+    try:
+        return datasets.Dataset.from_generator(
+            _generate, cache_dir=cache_dir,
+            gen_kwargs={"format": format, "path": str(path), "on_error": on_error, "max_chars": max_chars,
+                        "options": options, "stamp": stamp})
+    except datasets.exceptions.DatasetGenerationError as e:  # a DataError inside the generator: surface it as is
+        cause = e.__cause__
+        if isinstance(cause, DataError):
+            raise cause from None
+        raise
 
 
 def _generate(format: str, path: str, on_error: OnError, max_chars: int | None, options: dict, stamp: Any):

@@ -123,8 +123,8 @@ def load_tooleyes(path: str | Path, tool_library: str | Path | None = None, on_e
     """ToolEyes test queries (no gold answers: ToolEyes scores live trajectories).
 
     Accepts the processed files (`scenario_data_{zero,five}_processed.json`: system prompt with the tool document)
-    or the raw file (`scenario_data_raw.json`) together with `tool_library` (the `Tool_Library` directory), in which
-    case `ask_to_user` and `finish` are appended to each group as ToolEyes does.
+    or the raw file (`scenario_data_raw.json`) together with `tool_library` (the `Tool_Library` directory); the
+    library's groups already end with `ask_to_user` and `finish` (they are appended only where missing).
     """
     report = report or LoadReport("tooleyes", str(path))
     library = load_tool_library(tool_library) if tool_library else None
@@ -136,7 +136,8 @@ def load_tooleyes(path: str | Path, tool_library: str | Path | None = None, on_e
         elif library is not None:
             if meta["group"] not in library:
                 raise ItemError(f"tool group {meta['group']!r} not in the tool library")
-            tools = library[meta["group"]] + (_ASK_TO_USER, _FINISH)
+            tools = library[meta["group"]]
+            tools += tuple(t for t in (_ASK_TO_USER, _FINISH) if t.name not in {x.name for x in tools})
             messages = [Message("user", str(item["query"]))]
         else:
             raise ItemError("raw ToolEyes item needs tool_library= (the Tool_Library directory)")

@@ -1,0 +1,97 @@
+"""The production loading path on the tiny checkpoint: NF4 on CPU, the AVX512-BF16 gradient fix, user errors."""
+
+import pytest
+import torch
+
+from tl_lightning.errors import UserError
+from tl_lightning.models.loading import (LoraSettings, ModelSettings, disable_cpu_bf16_repack, load_base_model,
+                                         load_policy, resolve_checkpoint)
+
+
+def _lora_grads(model, ids):
+    model.zero_grad()
+    model(input_ids=ids, labels=ids).loss.backward()
+    return {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def _policy(ckpt, fix: bool):
+    torch.manual_seed(0)
+    settings = ModelSettings(checkpoint=ckpt, quantization="nf4", compute_dtype="float32", lora=LoraSettings(r=4, dropout=0.0))
+    model = load_policy(settings)
+    if not fix:  # undo the fix to show what it prevents
+        import bitsandbytes as bnb
+
+        for m in model.modules():
+            if isinstance(m, bnb.nn.Linear4bit):
+                m.support_avx512bf16_for_cpu = True
+    for n, p in model.named_parameters():  # non-zero lora_B so lora_A gets gradients
+        if "lora_B" in n:
+            torch.nn.init.normal_(p, std=0.02, generator=torch.Generator().manual_seed(hash(n) % 1000))
+    return model
+
+
+def test_nf4_loads_through_from_pretrained(tiny_checkpoint):
+    import bitsandbytes as bnb
+
+    model = load_base_model(ModelSettings(checkpoint=tiny_checkpoint, quantization="nf4", compute_dtype="float32"))
+    n4 = sum(isinstance(m, bnb.nn.Linear4bit) for m in model.modules())
+    assert n4 == 2 * 7 and disable_cpu_bf16_repack(model) == n4
+    assert all(not m.support_avx512bf16_for_cpu for m in model.modules() if isinstance(m, bnb.nn.Linear4bit))
+
+
+def test_lora_grads_after_eval_forward_equal_fresh(tiny_checkpoint):
+    ids = torch.randint(3, 500, (2, 24), generator=torch.Generator().manual_seed(1))
+    fresh = _lora_grads(_policy(tiny_checkpoint, fix=True), ids)
+    model = _policy(tiny_checkpoint, fix=True)
+    model.eval()
+    with torch.no_grad():
+        model(input_ids=ids)  # what a validation step or a PPO rollout does
+    model.train()
+    after = _lora_grads(model, ids)
+    assert fresh.keys() == after.keys()
+    for n in fresh:
+        torch.testing.assert_close(after[n], fresh[n], rtol=1e-5, atol=1e-7)
+
+
+def test_without_fix_the_warning_is_an_error_on_avx512bf16(tiny_checkpoint):
+    """Where the CPU has AVX512-BF16, the unpatched path must fail loudly under our pytest filter."""
+    ids = torch.randint(3, 500, (2, 24), generator=torch.Generator().manual_seed(1))
+    model = _policy(tiny_checkpoint, fix=False)
+    model.eval()
+    with torch.no_grad():
+        model(input_ids=ids)
+    model.train()
+    if not torch.backends.cpu.get_cpu_capability().startswith("AVX512"):
+        pytest.skip("CPU without AVX512: bitsandbytes never repacks here")
+    try:
+        _lora_grads(model, ids)
+    except UserWarning as e:
+        assert "autograd kernel was not registered" in str(e)
+
+
+@pytest.mark.parametrize("checkpoint, message", [
+    ("./no/such/dir", "model checkpoint not found"),
+    ("codellama/CodeLlama-7b-hf", "not in the local HF cache"),
+])
+def test_checkpoint_errors(checkpoint, message, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(UserError, match=message):
+        resolve_checkpoint(checkpoint)
+
+
+def test_settings_validation():
+    with pytest.raises(UserError, match="cannot be fully fine-tuned"):
+        ModelSettings(quantization="nf4", lora=None)
+    with pytest.raises(UserError, match="lora.r"):
+        LoraSettings(r=0)
+
+
+def test_missing_bitsandbytes_is_one_line(monkeypatch):
+    import importlib.util
+
+    from tl_lightning.models import loading
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(loading.importlib.util, "find_spec", lambda name: None if name == "bitsandbytes" else real(name))
+    with pytest.raises(UserError, match="needs bitsandbytes"):
+        loading.quantization_config("nf4", torch.float32)
