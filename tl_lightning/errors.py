@@ -43,3 +43,18 @@ def _nested_type(cls: type, name: str):
             if dataclasses.is_dataclass(arg):
                 return arg
     return None
+
+
+def to_plain(value):
+    """Dataclasses (recursively, also inside dicts and lists) → plain dicts: safe for `weights_only` checkpoints."""
+    import dataclasses
+
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {k: to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(to_plain(v) for v in value)
+    if callable(value) and not isinstance(value, type):
+        return None  # e.g. an optimizer factory: rebuilt from the config on resume
+    return value

@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 from tl_lightning.constants import IGNORE_INDEX
 from tl_lightning.data.loaders import LoadReport, as_hf_dataset
 from tl_lightning.data.mae import MAESettings, apply_mae
-from tl_lightning.data.render import ChatTemplateFormat, PaperFormat
+from tl_lightning.data.render import ChatTemplateFormat, PaperFormat, Rendered
 from tl_lightning.data.schema import Conversation
 from tl_lightning.data.tokenization import Encoded, PKTSettings, check_prefix, encode_rendered
 from tl_lightning.data.toolworld import ToolWorld
@@ -111,33 +111,49 @@ class ToolSFTDataModule(L.LightningDataModule):
         if self.datasets:  # already encoded (e.g. setup called by hand before fit): only write the stats
             self._write_stats()
             return
-        from tl_lightning.models.loading import load_tokenizer
-
-        self.tok = load_tokenizer(self.hparams.tokenizer)
+        self.load_tokenizer()
         for name, source in (("train", self.train_source), ("val", self.val_source)):
             self.datasets[name], self.stats[name] = self.encode_source(source)
         self._write_stats()
+
+    def load_tokenizer(self):
+        if self.tok is None:
+            from tl_lightning.models.loading import load_tokenizer
+
+            self.tok = load_tokenizer(self.hparams.tokenizer)
+        return self.tok
 
     def renderer(self):
         if self.hparams.prompt_format == "paper":
             return PaperFormat(eos_token=self.tok.eos_token)
         return ChatTemplateFormat(self.tok)
 
+    def encode_conversation(self, conv: Conversation, counts: Counter | None = None,
+                            check: bool = False) -> tuple[Encoded | None, Rendered | None, frozenset[int]]:
+        """MAE → render → tokenize one conversation: (encoded or None if MAE dropped it, rendered, blocked turns).
+
+        The one path used by training and by the inspector (`python -m tl_lightning.inspect`).
+        """
+        kept, blocked = apply_mae(conv, self.mae, counts)
+        if kept is None:
+            return None, None, blocked
+        add_special = self.hparams.prompt_format == "paper"
+        rendered = self.renderer().render(kept)
+        if check and check_prefix(rendered, self.tok, add_special):
+            raise DataError(f"{conv.id}: the prompt does not tokenize as a prefix of the full sequence with this "
+                            "tokenizer and prompt_format; generation would see other tokens than training")
+        enc = encode_rendered(rendered, self.tok, kept.tool_names, blocked, self.pkt, self.hparams.max_length,
+                              add_special)
+        return enc, rendered, blocked
+
     def encode_source(self, source: DataSource) -> tuple[list[dict], dict]:
         convs, report = source.load(self.hparams.cache_dir)
         counts: Counter = Counter()
-        renderer, add_special = self.renderer(), self.hparams.prompt_format == "paper"
         examples, tokens, trained, blocked = [], 0, 0, 0
         for i, conv in enumerate(convs):
-            kept, blocked_idx = apply_mae(conv, self.mae, counts)
-            if kept is None:
+            enc, _, _ = self.encode_conversation(conv, counts, check=i < 8)  # prefix guard on the first examples
+            if enc is None:
                 continue
-            rendered = renderer.render(kept)
-            if i < 8 and check_prefix(rendered, self.tok, add_special):  # cheap guard on the first examples
-                raise DataError(f"{conv.id}: the prompt does not tokenize as a prefix of the full sequence with this "
-                                "tokenizer and prompt_format; generation would see other tokens than training")
-            enc: Encoded = encode_rendered(rendered, self.tok, kept.tool_names, blocked_idx, self.pkt,
-                                           self.hparams.max_length, add_special)
             blocked += enc.n_blocked
             if enc.n_trainable == 0:
                 counts["skipped_no_trainable_token"] += 1

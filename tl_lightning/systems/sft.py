@@ -11,7 +11,7 @@ import torch
 from lightning.pytorch.cli import OptimizerCallable
 
 from tl_lightning.constants import IGNORE_INDEX
-from tl_lightning.errors import as_dataclass
+from tl_lightning.errors import as_dataclass, to_plain
 from tl_lightning.models.loading import ModelSettings, load_policy
 from tl_lightning.objectives.weighted_ce import token_cross_entropy, weighted_cross_entropy
 
@@ -42,12 +42,22 @@ class SFTSystem(L.LightningModule):
         self.optimizer_factory = optimizer
         self.model = None
         self._t_last: float | None = None
+        self.strict_loading = False  # checkpoints hold the adapter only (see on_save_checkpoint)
 
     def configure_model(self) -> None:
         if self.model is not None:
             return
         device = self.trainer.strategy.root_device if self._trainer is not None else torch.device("cpu")
         self.model = load_policy(self.policy_settings, device)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # Only the trainable (LoRA) weights: the frozen, possibly 4-bit base is rebuilt by configure_model on resume.
+        trainable = {n for n, p in self.named_parameters() if p.requires_grad}
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in trainable}
+        # Settings dataclasses → plain dicts, so `--ckpt_path` loads with torch.load(weights_only=True).
+        for key in ("hyper_parameters", "datamodule_hyper_parameters"):
+            if key in checkpoint:
+                checkpoint[key] = to_plain(checkpoint[key])
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
