@@ -10,6 +10,15 @@ from tl_lightning.data.call_format import parse_calls, render_call, render_calls
 from tl_lightning.data.schema import ToolCall
 
 
+def test_non_identifier_keys_round_trip():
+    call = ToolCall("execute_pycode", {"code:": "print(1)", "lang": "py", "class": 1})
+    rc = render_call(call)
+    assert rc.text == "execute_pycode(**{'code:': 'print(1)'}, lang='py', **{'class': 1})"
+    assert [(rc.text[slice(*k)], rc.text[slice(*v)]) for k, v in rc.args] == [
+        ("'code:'", "'print(1)'"), ("lang", "'py'"), ("'class'", "1")]
+    assert parse_calls(rc.text).calls == (call,)
+
+
 def test_render_single_quote_style_and_spans():
     call = ToolCall("getPapersByKeywords", {"query": "tool learning", "venue": "ICLR", "limit": 1})
     rc = render_call(call)
@@ -43,6 +52,7 @@ def test_parse_forms(text, expected):
 @pytest.mark.parametrize("text, kind", [
     ("", "empty"), ("   ", "empty"), ("hello world", "syntax"), ("f(1, 2)", "positional_argument"),
     ("f(a=g())", "non_literal_value"), ("f(a=x)", "non_literal_value"), ("f(**d)", "non_literal_value"),
+    ("f(**{1: 2})", "non_literal_value"), ("f(a=1, **{'a': 2})", "duplicate_argument"),
     ("x = f(a=1)", "not_a_call"), ("1 + 2", "not_a_call"), ("f(a=1, a=2)", "duplicate_argument"),
     ("Action: f\nAction Input: [1, 2]", "bad_action_input"), ("Action: f\nAction Input: {oops", "bad_action_input"),
     ("f(a=1" * 10, "syntax"), ("x" * 30_000, "too_long"),
@@ -82,7 +92,7 @@ identifiers = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,15}", fullmatch=True).filt
 
 
 @settings(max_examples=300, deadline=None)
-@given(name=identifiers, args=st.dictionaries(identifiers, json_values, max_size=5))
+@given(name=identifiers, args=st.dictionaries(identifiers | st.text(min_size=1, max_size=8), json_values, max_size=5))
 def test_round_trip_render_parse(name, args):
     call = ToolCall(name, args)
     r = parse_calls(render_call(call).text)

@@ -1,7 +1,8 @@
 """The tool-call text format: the one place that renders and parses calls.
 
 Rendering (the paper's single-quote style, paper.md §3.4): `name(k='v', n=1, flag=True, xs=[1, 2])`. Values are
-Python literals (`repr` of str/int/float/bool/None, lists, dicts). Several calls are written one per line.
+Python literals (`repr` of str/int/float/bool/None, lists, dicts). Several calls are written one per line. A key
+that is not a Python name (RoTBench has `code:`) is written `**{'code:': 'v'}`, which parses back exactly.
 `render_call` returns the text plus character spans of the tool name and of each argument key and value, which the
 tokenizer's offset mapping turns into token positions (PKT key tokens, argument spans) without searching text.
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import ast
 import json
+import keyword
 import re
 import warnings
 from dataclasses import dataclass
@@ -86,11 +88,17 @@ def render_call(call: ToolCall) -> RenderedCall:
             parts.append(", ")
             pos += 2
         val = render_value(value)
-        key_span = (pos, pos + len(key))
-        value_span = (key_span[1] + 1, key_span[1] + 1 + len(val))
-        parts += [key, "=", val]
+        if key.isidentifier() and not keyword.iskeyword(key):
+            key_text, sep, close = key, "=", ""
+        else:  # e.g. RoTBench's "code:" or "api-key": not a Python name, so a literal **{...} (parsed back exactly)
+            key_text, sep, close = repr(key), ": ", "}"
+            parts.append("**{")
+            pos += 3
+        key_span = (pos, pos + len(key_text))
+        value_span = (key_span[1] + len(sep), key_span[1] + len(sep) + len(val))
+        parts += [key_text, sep, val, close]
         spans.append((key_span, value_span))
-        pos = value_span[1]
+        pos = value_span[1] + len(close)
     parts.append(")")
     return RenderedCall(text="".join(parts), name=(0, len(call.name)), args=tuple(spans))
 
@@ -179,14 +187,20 @@ def _call_from_node(node: ast.expr) -> ToolCall | ParseFailure:
         return ParseFailure("positional_argument", f"{name}() has positional arguments; keyword arguments only")
     args: dict[str, Any] = {}
     for kw in node.keywords:
-        if kw.arg is None:
-            return ParseFailure("non_literal_value", f"{name}() uses **kwargs")
-        if kw.arg in args:
-            return ParseFailure("duplicate_argument", f"{name}() repeats argument {kw.arg!r}")
-        ok, value = _literal(kw.value)
-        if not ok:
-            return ParseFailure("non_literal_value", f"{name}({kw.arg}=...) is not a literal value")
-        args[kw.arg] = value
+        if kw.arg is None:  # **{'non-identifier key': value}: a literal dict with string keys only
+            ok, unpacked = _literal(kw.value)
+            if not ok or not isinstance(unpacked, dict) or not all(isinstance(k, str) for k in unpacked):
+                return ParseFailure("non_literal_value", f"{name}() uses **kwargs that are not a literal dict")
+            items = list(unpacked.items())
+        else:
+            ok, value = _literal(kw.value)
+            if not ok:
+                return ParseFailure("non_literal_value", f"{name}({kw.arg}=...) is not a literal value")
+            items = [(kw.arg, value)]
+        for key, value in items:
+            if key in args:
+                return ParseFailure("duplicate_argument", f"{name}() repeats argument {key!r}")
+            args[key] = value
     return ToolCall(name=name, arguments=args)
 
 

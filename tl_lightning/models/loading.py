@@ -37,6 +37,8 @@ class LoraSettings:
     """Dropout on the LoRA input."""
     target_modules: list[str] | str = "all-linear"
     """Module names to adapt, or "all-linear" (every linear layer except the output head)."""
+    modules_to_save: list[str] | None = None
+    """Modules trained in full and saved with the adapter (e.g. ["lm_head"] for a randomly initialised head)."""
 
     def __post_init__(self) -> None:
         if self.r <= 0:
@@ -177,7 +179,7 @@ def prepare_for_training(model, settings: ModelSettings):
         return PeftModel.from_pretrained(model, settings.adapter, is_trainable=True)
     lora = settings.lora
     cfg = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                     target_modules=lora.target_modules, task_type="CAUSAL_LM")
+                     target_modules=lora.target_modules, modules_to_save=lora.modules_to_save, task_type="CAUSAL_LM")
     return get_peft_model(model, cfg)
 
 

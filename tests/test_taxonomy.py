@@ -1,0 +1,239 @@
+"""Error taxonomy, IRM reward and tool-call metrics: table-driven cases, the paper's S1-S4, real RoTBench data."""
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conftest import shared_data
+from tl_lightning.data.call_format import join_rendered, render_calls
+from tl_lightning.data.loaders import load_source
+from tl_lightning.data.schema import ToolCall, ToolParam, ToolSpec
+from tl_lightning.metrics.tool_call import ToolCallMetrics, tool_call_metrics
+from tl_lightning.rewards.reward import RewardTable, tool_call_rewards
+from tl_lightning.rewards.taxonomy import CATEGORIES, GoldCall, classify, golds_for
+
+P = ToolParam
+TOOLS = (
+    ToolSpec("search_flights", "", (P("origin"), P("destination"), P("date"), P("passengers", "integer", required=False))),
+    ToolSpec("search_flight_status", "", (P("flight_number"), P("date", required=False))),
+    ToolSpec("book_flight", "", (P("flight_id"), P("passenger_name"), P("seat_class", required=False))),
+    ToolSpec("ask_to_user", "", (P("question"),)), ToolSpec("finish", "", (P("answer"),)),
+)
+G = [(GoldCall.from_call(ToolCall("search_flights", {"origin": "Paris", "destination": "Oslo", "date": "2025-01-02"})),)]
+G_STATUS = [(GoldCall.from_call(ToolCall("search_flight_status", {"flight_number": "AF1"})),)]
+G_PAX = [(GoldCall.from_call(ToolCall("search_flights", {"origin": "Paris", "destination": "Oslo", "date": "2025-01-02",
+                                                          "passengers": 2})),)]
+BASE = "origin='Paris', destination='Oslo', date='2025-01-02'"
+
+CASES = [
+    # (prediction, gold, expected category)
+    (f"search_flights({BASE})", G, "correct"),
+    ("search_flights(origin=\"paris \", destination='OSLO', date='2025-01-02')", G, "correct"),
+    ('Thought: ok\nAction: search_flights\nAction Input: {"origin": "Paris", "destination": "Oslo", "date": "2025-01-02"}',
+     G, "correct"),
+    (f"search_flights({BASE}, passengers=2.0)", G_PAX, "correct"),
+    (f"search_flights({BASE.replace('Oslo', 'Lima')})", G, "content_filling"),
+    (f"search_flights({BASE.replace('01-02', '01-03')})", G, "content_filling"),
+    (f"search_flights({BASE}, passengers=3)", G_PAX, "content_filling"),
+    (f"search_flights({BASE}, passengers=2)", G, "params_redundant"),
+    ("search_flight_status(flight_number='AF1', date='2025-01-02')", G_STATUS, "params_redundant"),
+    (f"search_flights({BASE}, passengers=None)", G, "params_redundant"),
+    ("search_flights(origin='Paris', date='2025-01-02')", G, "params_missing"),
+    ("search_flights(origin='Paris', destination='Oslo')", G, "params_missing"),
+    ("search_flights(destination='Oslo')", G, "params_missing"),
+    (f"search_flights({BASE}, price=100)", G, "params_hallucinated"),
+    (f"search_flights({BASE}, airline='AF')", G, "params_hallucinated"),
+    ("search_flight_status(flight_number='AF1', gate='B2')", G_STATUS, "params_hallucinated"),
+    ("search_flights(origin='Paris', destination='Oslo', passengers=2)", G, "params_redundant_missing"),
+    ("search_flights(origin='Paris', passengers=1)", G, "params_redundant_missing"),
+    ("search_flight_status(date='2025-01-02')", G_STATUS, "params_redundant_missing"),
+    (f"search_flights({BASE}, passengers=2, price=1)", G, "params_hallucinated_redundant"),
+    ("search_flight_status(flight_number='AF1', date='x', gate='B')", G_STATUS, "params_hallucinated_redundant"),
+    (f"search_flights({BASE}, passengers=2, airline='AF')", G, "params_hallucinated_redundant"),
+    ("search_flights(from_city='Paris', destination='Oslo', date='2025-01-02')", G, "params_hallucinated_missing"),
+    ("search_flights(origin='Paris', destination='Oslo', day='2025-01-02')", G, "params_hallucinated_missing"),
+    ("search_flight_status(flight='AF1')", G_STATUS, "params_hallucinated_missing"),
+    ("search_flights(from_city='Paris', destination='Oslo', date='2025-01-02', passengers=2)", G,
+     "params_hallucinated_redundant_missing"),
+    ("search_flight_status(flight='AF1', date='x')", G_STATUS, "params_hallucinated_redundant_missing"),
+    ("search_flights(origin='Paris', passengers=2, when='now')", G, "params_hallucinated_redundant_missing"),
+    ("search_flight_status(flight_number='AF1')", G, "wrong_tool"),
+    ("book_flight(flight_id='F1', passenger_name='A')", G, "wrong_tool"),
+    ("finish(answer='done')", G, "wrong_tool"),
+    (f"search_flights({BASE})\nsearch_flights({BASE})", G, "wrong_count"),
+    (f"[search_flights({BASE}), finish(answer='x')]", G, "wrong_count"),
+    ("search_flights(origin='Paris')", [(GoldCall("search_flights", {"origin": ["Paris"]}),) * 2], "wrong_count"),
+    (f"search_flight({BASE})", G, "tool_hallucination"),
+    (f"searchFlights({BASE})", G, "tool_hallucination"),
+    (f"get_flights({BASE})", G, "tool_hallucination"),
+    ("", G, "no_call"),
+    ("   \n ", G, "no_call"),
+    ("```\n```", G, "no_call"),
+    ("I think you should fly to Oslo.", G, "format_error"),
+    ("search_flights(origin=Paris)", G, "format_error"),
+    ("search_flights('Paris', 'Oslo')", G, "format_error"),
+]
+
+
+@pytest.mark.parametrize("prediction, gold, expected", CASES)
+def test_classify_table(prediction, gold, expected):
+    assert classify(prediction, gold, TOOLS).category == expected
+
+
+def test_every_category_has_three_cases():
+    from collections import Counter
+
+    counts = Counter(c for _, _, c in CASES)
+    assert all(counts[c] >= 3 for c in CATEGORIES), {c: counts[c] for c in CATEGORIES if counts[c] < 3}
+
+
+# The paper's worked example (paper.md §5.1): gold get_papers_by_keywords(query='tool learning', venue='ICLR', limit=1)
+PAPER_TOOLS = (ToolSpec("get_papers_by_keywords", "", (P("query"), P("venue", required=False), P("limit", "integer", required=False))),
+               ToolSpec("get_paper_details", "", (P("paper_id"),)), ToolSpec("finish", "", (P("answer"),)))
+PAPER_GOLD = [(GoldCall.from_call(ToolCall("get_papers_by_keywords", {"query": "tool learning", "venue": "ICLR", "limit": 1})),)]
+
+
+@pytest.mark.parametrize("prediction, category, reward", [
+    ("get_papers_by_keys(query='tool learning', venue='ICLR', limit=1)", "tool_hallucination", -2.0),        # S1
+    ("get_papers_by_keywords(keyword='tool learning', venue='ICLR', limit=1)", "params_hallucinated_missing", -1.3),  # S2 (code; figure -0.8)
+    ("get_papers_by_keywords(query='learning', venue='ICLR', limit=1)", "content_filling", -0.25),           # S3
+    ("get_papers_by_keywords(query='tool learning', venue='ICLR', limit=1)", "correct", 1.0),                # S4
+])
+def test_paper_worked_example(prediction, category, reward):
+    c = classify(prediction, PAPER_GOLD, PAPER_TOOLS)
+    assert c.category == category and RewardTable()(c.category) == reward
+    assert RewardTable(params_hallucinated_missing=-0.8)(c.category) == (-0.8 if category == "params_hallucinated_missing" else reward)
+
+
+def test_gold_variants():
+    alts = [(GoldCall.from_call(ToolCall("search_flights", {"origin": "Rome", "destination": "Oslo", "date": "x"})),), G[0]]
+    c = classify(f"search_flights({BASE})", alts, TOOLS)
+    assert c.category == "correct" and c.gold_index == 1  # best alternative wins
+    bfcl = [(GoldCall.from_bfcl({"search_flights": {"origin": ["Paris"], "destination": ["Oslo", "OSL"], "date": ["2025-01-02"],
+                                                     "passengers": [1, ""]}}),)]
+    assert classify(f"search_flights({BASE})", bfcl, TOOLS).category == "correct"  # "" = may be omitted
+    assert classify(f"search_flights({BASE}, passengers=1)", bfcl, TOOLS).category == "correct"
+    assert classify(f"search_flights({BASE}, passengers=4)", bfcl, TOOLS).category == "content_filling"
+    assert classify(f"search_flights({BASE.replace('Oslo', 'OSL')})", bfcl, TOOLS).category == "correct"
+    none = [(GoldCall.from_call(ToolCall("search_flights", {"origin": "Paris", "destination": "Oslo", "date": "None"})),)]
+    assert classify("search_flights(origin='Paris', destination='Oslo', date='2026-01-01')", none, TOOLS).category == "correct"
+    assert classify("search_flights(origin='Paris', destination='Oslo')", none, TOOLS).category == "params_missing"
+    irrelevance = [()]
+    assert classify("Sorry, no tool fits.", irrelevance, TOOLS).category == "correct"
+    assert classify("finish(answer='x')", irrelevance, TOOLS).category == "wrong_count"
+    parallel = [(GoldCall("book_flight", {"flight_id": ["A"], "passenger_name": ["X"]}),
+                 GoldCall("book_flight", {"flight_id": ["B"], "passenger_name": ["Y"]}))]
+    assert classify("book_flight(flight_id='B', passenger_name='Y')\nbook_flight(flight_id='A', passenger_name='X')",
+                    parallel, TOOLS).category == "correct"  # order-insensitive
+    assert classify("book_flight(flight_id='B', passenger_name='X')\nbook_flight(flight_id='A', passenger_name='Y')",
+                    parallel, TOOLS).category == "content_filling"
+
+
+def test_reward_table_and_batch():
+    table = RewardTable()
+    assert {c: table(c) for c in ("correct", "format_error", "wrong_tool", "params_hallucinated_redundant_missing",
+                                  "params_redundant_missing", "params_hallucinated", "params_missing", "content_filling")} == \
+        {"correct": 1.0, "format_error": -2.0, "wrong_tool": -1.5, "params_hallucinated_redundant_missing": -1.8,
+         "params_redundant_missing": -1.0, "params_hallucinated": -0.8, "params_missing": -0.5, "content_filling": -0.25}
+    preds = [f"search_flights({BASE})", "nonsense(", f"search_flight({BASE})"]
+    assert tool_call_rewards(preds, [G] * 3, [TOOLS] * 3) == [1.0, -2.0, -2.0]
+    assert tool_call_rewards(preds, [G] * 3, [TOOLS] * 3, RewardTable(correct=5.0))[0] == 5.0
+
+
+def _rotbench(level):
+    return list(load_source("rotbench", shared_data("rotbench", "Data", "First_Turn", f"{level}.json")))
+
+
+@pytest.mark.parametrize("level", ["clean", "slight", "medium", "heavy", "union"])
+def test_rotbench_gold_as_prediction_scores_100(level):
+    convs = _rotbench(level)
+    preds = [join_rendered(render_calls(c.gold[0])) for c in convs]
+    m = tool_call_metrics(preds, [golds_for(c) for c in convs], [c.tools for c in convs])
+    assert m["ts"] == m["pi"] == m["cf"] == m["exact_match"] == m["arg_f1"] == m["rate/correct"] == 1.0
+
+
+def _perturbed(convs, fn):
+    return [join_rendered(render_calls((fn(c.gold[0][0]),) + c.gold[0][1:])) for c in convs]
+
+
+def test_rotbench_perturbations_move_exactly_their_metric():
+    convs = [c for c in _rotbench("clean") if c.gold[0][0].name not in ("finish", "ask_to_user")]
+    golds, tools = [golds_for(c) for c in convs], [c.tools for c in convs]
+    with_args = [i for i, c in enumerate(convs) if any(v != "None" for v in c.gold[0][0].arguments.values())]
+    rename = tool_call_metrics(_perturbed(convs, lambda g: ToolCall(g.name + "_x", g.arguments)), golds, tools)
+    assert rename["ts"] == rename["pi"] == rename["cf"] == 0.0 and rename["rate/tool_hallucination"] == 1.0
+    sub = [convs[i] for i in with_args]
+    sg, st_ = [golds_for(c) for c in sub], [c.tools for c in sub]
+    drop = tool_call_metrics(_perturbed(sub, lambda g: ToolCall(g.name, dict(list(g.arguments.items())[1:]))), sg, st_)
+    assert drop["ts"] == 1.0 and drop["pi"] == drop["cf"] == 0.0
+    add = tool_call_metrics(_perturbed(sub, lambda g: ToolCall(g.name, {**g.arguments, "zz_extra": 1})), sg, st_)
+    assert add["ts"] == 1.0 and add["pi"] == add["cf"] == 0.0 and add["rate/params_hallucinated"] == 1.0
+
+    def change(g):
+        k = next(k for k, v in g.arguments.items() if v != "None")
+        return ToolCall(g.name, {**g.arguments, k: "completely different value"})
+
+    val = tool_call_metrics(_perturbed(sub, change), sg, st_)
+    assert val["ts"] == val["pi"] == 1.0 and val["cf"] == 0.0 and val["rate/content_filling"] == 1.0
+
+
+def test_metric_accumulates_like_functional():
+    convs = _rotbench("slight")
+    preds = [join_rendered(render_calls(c.gold[-1])) if i % 3 else "bad output(" for i, c in enumerate(convs)]
+    golds, tools = [golds_for(c) for c in convs], [c.tools for c in convs]
+    m = ToolCallMetrics()
+    for i in range(0, len(convs), 17):
+        m.update(preds[i:i + 17], golds[i:i + 17], tools[i:i + 17])
+    acc = {k: float(v) for k, v in m.compute().items()}
+    assert acc == pytest.approx(tool_call_metrics(preds, golds, tools))
+    assert acc["ts"] >= acc["pi"] >= acc["cf"] and abs(sum(acc[f"rate/{c}"] for c in CATEGORIES) - 1) < 1e-9
+    m.reset()
+    assert float(m.total) == 0
+
+
+def _ddp_worker(rank, world, port, preds, golds, tools, out):
+    import os
+
+    import torch.distributed as dist
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    m = ToolCallMetrics()
+    m.update(preds[rank::world], golds[rank::world], tools[rank::world])
+    res = {k: float(v) for k, v in m.compute().items()}
+    if rank == 0:
+        out.put(res)
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+def test_ddp_gloo_sync_matches_functional():
+    import socket
+
+    import torch.multiprocessing as mp
+
+    convs = _rotbench("clean")[:40]
+    preds = [join_rendered(render_calls(c.gold[0])) if i % 2 else "x(" for i, c in enumerate(convs)]
+    golds, tools = [golds_for(c) for c in convs], [c.tools for c in convs]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    procs = [ctx.Process(target=_ddp_worker, args=(r, 2, port, preds, golds, tools, q)) for r in range(2)]
+    for p in procs:
+        p.start()
+    res = q.get(timeout=120)
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    assert res == pytest.approx(tool_call_metrics(preds, golds, tools))
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.text(max_size=200) | st.sampled_from([f"search_flights({BASE})", "finish(answer=1)", "[a(), b()]"]))
+def test_classify_is_total_and_deterministic(text):
+    a, b = classify(text, G, TOOLS), classify(text, G, TOOLS)
+    assert a.category in CATEGORIES and a == b
+    assert torch.isfinite(torch.tensor(RewardTable()(a.category)))

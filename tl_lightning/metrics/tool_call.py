@@ -1,0 +1,92 @@
+"""Tool-call metrics built on `taxonomy.classify`, so metrics and the IRM reward can never disagree.
+
+RoTBench definitions (data.md §2.4): TS = the right tool(s); PI = TS and the right parameter-name set; CF = PI and
+the right values. They are nested (TS >= PI >= CF) and are shares of *all* items (unparseable output counts as a
+failure). Also: the rate of every error category, exact match (CF without the free-text exemption for
+finish/ask_to_user), and argument F1 over (key, normalised value) pairs against the matched gold answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torchmetrics import Metric
+
+from tl_lightning.data.schema import ToolSpec
+from tl_lightning.rewards.taxonomy import (CATEGORIES, FREE_TEXT_TOOLS, RIGHT_PARAMS, RIGHT_TOOL, Classification,
+                                           GoldAnswer, classify, normalise_value)
+
+SCALARS = ("ts", "pi", "cf", "exact_match", "arg_f1")
+
+
+def _pairs(c: Classification) -> tuple[set, set, bool]:
+    pred, gold, exact = set(), set(), True
+    for call, g in c.pairs:
+        for k, v in call.arguments.items():
+            pred.add((call.name, k, repr(normalise_value(v))))
+        for k, alts in g.values.items():
+            value = call.arguments.get(k, alts[0] if alts else None)
+            ok = k in call.arguments and any(normalise_value(value) == normalise_value(a) for a in alts)
+            gold.add((g.name, k, repr(normalise_value(value if ok else (alts[0] if alts else None)))))
+            exact &= ok or (k in g.optional and k not in call.arguments) or k in g.any_value
+    return pred, gold, exact
+
+
+def item_scores(c: Classification) -> dict[str, float]:
+    """Per-item TS / PI / CF / exact match / argument F1 from a classification."""
+    ts, pi, cf = c.category in RIGHT_TOOL, c.category in RIGHT_PARAMS, c.category == "correct"
+    if c.category == "correct" and not c.calls:  # no call expected, none made
+        return {"ts": 1.0, "pi": 1.0, "cf": 1.0, "exact_match": 1.0, "arg_f1": 1.0}
+    pred, gold, exact = _pairs(c)
+    if not pred and not gold:
+        f1 = 1.0 if ts else 0.0
+    else:
+        hit = len(pred & gold)
+        f1 = 2 * hit / (len(pred) + len(gold)) if (pred or gold) else 0.0
+    return {"ts": float(ts), "pi": float(pi), "cf": float(cf), "exact_match": float(cf and exact), "arg_f1": f1}
+
+
+def tool_call_metrics(predictions: Sequence, golds: Sequence[Sequence[GoldAnswer]],
+                      tools: Sequence[Sequence[ToolSpec]], free_text_tools: frozenset[str] = FREE_TEXT_TOOLS) -> dict[str, float]:
+    """Functional twin of `ToolCallMetrics`: metric name → value in [0, 1]."""
+    m = ToolCallMetrics(free_text_tools=free_text_tools)
+    m.update(predictions, golds, tools)
+    return {k: float(v) for k, v in m.compute().items()}
+
+
+class ToolCallMetrics(Metric):
+    """Accumulates TS / PI / CF, exact match, argument F1 and per-category rates; sums sync across processes.
+
+    `update(predictions, golds, tools)` takes model outputs (text, parse results or call lists), each item's
+    acceptable gold answers and its offered tools. `compute()` returns `ts`, `pi`, `cf`, `exact_match`, `arg_f1`
+    and `rate/<category>` for every category of the taxonomy.
+    """
+
+    full_state_update = False
+
+    def __init__(self, free_text_tools: frozenset[str] = FREE_TEXT_TOOLS, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.free_text_tools = frozenset(free_text_tools)
+        self.add_state("category_counts", torch.zeros(len(CATEGORIES), dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("sums", torch.zeros(len(SCALARS), dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("total", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, predictions: Sequence, golds: Sequence[Sequence[GoldAnswer]],
+               tools: Sequence[Sequence[ToolSpec]]) -> None:
+        counts = torch.zeros_like(self.category_counts)
+        sums = torch.zeros_like(self.sums)
+        for pred, gold, tl in zip(predictions, golds, tools, strict=True):
+            c = classify(pred, gold, tl, self.free_text_tools)
+            counts[CATEGORIES.index(c.category)] += 1
+            scores = item_scores(c)
+            sums += torch.tensor([scores[k] for k in SCALARS], dtype=sums.dtype)
+        self.category_counts += counts
+        self.sums += sums
+        self.total += len(predictions)
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        n = self.total.clamp_min(1)
+        out = {k: self.sums[i] / n for i, k in enumerate(SCALARS)}
+        out.update({f"rate/{c}": self.category_counts[i] / n for i, c in enumerate(CATEGORIES)})
+        return out

@@ -1,0 +1,1 @@
+"""Error taxonomy (`classify`) and the IRM reward table."""
