@@ -24,6 +24,7 @@ from tl_lightning.data.loaders import LoadReport, as_hf_dataset
 from tl_lightning.data.mae import MAESettings, apply_mae
 from tl_lightning.data.render import ChatTemplateFormat, PaperFormat, Rendered
 from tl_lightning.data.schema import Conversation
+from tl_lightning.data.steps import all_step_prompts
 from tl_lightning.data.tokenization import Encoded, PKTSettings, check_prefix, encode_rendered
 from tl_lightning.data.toolworld import ToolWorld
 from tl_lightning.errors import DataError, as_dataclass
@@ -106,6 +107,7 @@ class ToolSFTDataModule(L.LightningDataModule):
         self.tok = None
         self.datasets: dict[str, list[dict]] = {}
         self.stats: dict[str, dict] = {}
+        self.val_prompts: list[Conversation] = []
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:  # already encoded (e.g. setup called by hand before fit): only write the stats
@@ -114,6 +116,8 @@ class ToolSFTDataModule(L.LightningDataModule):
         self.load_tokenizer()
         for name, source in (("train", self.train_source), ("val", self.val_source)):
             self.datasets[name], self.stats[name] = self.encode_source(source)
+        # Step prompts (context up to a correct call + that call as gold) for greedy-decoded validation metrics.
+        self.val_prompts = all_step_prompts(self.val_source.load(self.hparams.cache_dir)[0], self.mae.build())
         self._write_stats()
 
     def load_tokenizer(self):

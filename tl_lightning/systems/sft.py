@@ -12,7 +12,11 @@ from lightning.pytorch.cli import OptimizerCallable
 
 from tl_lightning.constants import IGNORE_INDEX
 from tl_lightning.errors import as_dataclass, to_plain
+from tl_lightning.evaluation.predict import predict
+from tl_lightning.metrics.tool_call import ToolCallMetrics
+from tl_lightning.models.generation import GenerationSettings
 from tl_lightning.models.loading import ModelSettings, load_policy
+from tl_lightning.rewards.taxonomy import golds_for
 from tl_lightning.objectives.weighted_ce import token_cross_entropy, weighted_cross_entropy
 
 
@@ -32,13 +36,19 @@ class SFTSystem(L.LightningModule):
         optimizer: optimizer factory (default AdamW, lr 2e-4, betas (0.9, 0.95), weight decay 0.01).
         warmup_ratio: share of the total steps used for linear warmup.
         schedule: "cosine" (decay to 0 after warmup) or "constant" (after warmup).
+        val_generation: at each validation, greedily decode this many validation step prompts and log TS / PI / CF
+            and error-category rates (`val/ts`, `val/rate/<category>`); 0 turns it off.
+        generation: decoding settings for `val_generation`.
     """
 
     def __init__(self, policy: ModelSettings = ModelSettings(), optimizer: OptimizerCallable | None = None,
-                 warmup_ratio: float = 0.03, schedule: Literal["cosine", "constant"] = "cosine") -> None:
+                 warmup_ratio: float = 0.03, schedule: Literal["cosine", "constant"] = "cosine",
+                 val_generation: int = 0, generation: GenerationSettings = GenerationSettings(max_new_tokens=96)) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["optimizer"])
         self.policy_settings = as_dataclass(ModelSettings, policy)
+        self.generation = as_dataclass(GenerationSettings, generation)
+        self.val_tool_metrics = ToolCallMetrics()
         self.optimizer_factory = optimizer
         self.model = None
         self._t_last: float | None = None
@@ -93,6 +103,19 @@ class SFTSystem(L.LightningModule):
         bs = batch["input_ids"].size(0)
         for k in ("loss", "weighted_loss", "key_token_acc", "token_acc"):
             self.log(f"val/{k}", out[k], prog_bar=k == "loss", batch_size=bs, sync_dist=True)
+
+    def on_validation_epoch_end(self) -> None:
+        dm = self.trainer.datamodule if self._trainer is not None else None
+        n = self.hparams.val_generation
+        if not n or dm is None or not getattr(dm, "val_prompts", None) or self.trainer.sanity_checking:
+            return
+        preds = predict(self.model, dm.tok, dm.renderer(), dm.val_prompts[:n], self.generation,
+                        batch_size=dm.hparams.batch_size, add_special_tokens=dm.hparams.prompt_format == "paper")
+        self.val_tool_metrics.update([p.parsed for p in preds], [golds_for(p.conversation) for p in preds],
+                                     [p.conversation.tools for p in preds])
+        for k, v in self.val_tool_metrics.compute().items():
+            self.log(f"val/{k}", v, prog_bar=k == "cf")
+        self.val_tool_metrics.reset()
 
     def configure_optimizers(self):
         params = [p for p in self.model.parameters() if p.requires_grad]

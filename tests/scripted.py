@@ -1,0 +1,30 @@
+"""A scripted "model" for pipeline tests: `generate` answers each prompt with a fixed text (e.g. its gold call).
+
+It goes through the real tokenizer, left padding, EOS cutting, decoding, parsing and classification, so
+evaluation can be tested for exact scores without a trained model.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class ScriptedModel(torch.nn.Module):
+    def __init__(self, tokenizer, answer_for_prompt):
+        """`answer_for_prompt(prompt_text) -> answer text` (the text after "Assistant:")."""
+        super().__init__()
+        self.tok = tokenizer
+        self.answer_for_prompt = answer_for_prompt
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+        self.calls = 0
+
+    def generate(self, input_ids, attention_mask, max_new_tokens, eos_token_id, pad_token_id, **kwargs):
+        self.calls += 1
+        rows = []
+        for ids, mask in zip(input_ids.tolist(), attention_mask.tolist()):
+            prompt = self.tok.decode([i for i, m in zip(ids, mask) if m], skip_special_tokens=False)
+            answer = self.tok(" " + self.answer_for_prompt(prompt), add_special_tokens=False)["input_ids"]
+            rows.append((answer + [eos_token_id])[:max_new_tokens])
+        width = max(len(r) for r in rows)
+        new = torch.tensor([r + [pad_token_id] * (width - len(r)) for r in rows], dtype=torch.long)
+        return torch.cat([input_ids, new.to(input_ids.device)], dim=1)
