@@ -11,11 +11,11 @@ from tl_lightning.data.schema import ToolCall
 
 
 def test_non_identifier_keys_round_trip():
-    call = ToolCall("execute_pycode", {"code:": "print(1)", "lang": "py", "class": 1})
+    call = ToolCall("execute_pycode", {"code:": "print(1)", "lang": "py", "class": 1, "\ufb00": 2})
     rc = render_call(call)
-    assert rc.text == "execute_pycode(**{'code:': 'print(1)'}, lang='py', **{'class': 1})"
+    assert rc.text == "execute_pycode(**{'code:': 'print(1)'}, lang='py', **{'class': 1}, **{'\ufb00': 2})"
     assert [(rc.text[slice(*k)], rc.text[slice(*v)]) for k, v in rc.args] == [
-        ("'code:'", "'print(1)'"), ("lang", "'py'"), ("'class'", "1")]
+        ("'code:'", "'print(1)'"), ("lang", "'py'"), ("'class'", "1"), ("'\ufb00'", "2")]
     assert parse_calls(rc.text).calls == (call,)
 
 

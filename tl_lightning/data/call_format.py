@@ -22,6 +22,7 @@ import ast
 import json
 import keyword
 import re
+import unicodedata
 import warnings
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -88,7 +89,8 @@ def render_call(call: ToolCall) -> RenderedCall:
             parts.append(", ")
             pos += 2
         val = render_value(value)
-        if key.isidentifier() and not keyword.iskeyword(key):
+        # Python NFKC-normalises identifiers when parsing ("ﬀ" reads back as "ff"): only stable names go bare.
+        if key.isidentifier() and not keyword.iskeyword(key) and unicodedata.normalize("NFKC", key) == key:
             key_text, sep, close = key, "=", ""
         else:  # e.g. RoTBench's "code:" or "api-key": not a Python name, so a literal **{...} (parsed back exactly)
             key_text, sep, close = repr(key), ": ", "}"
