@@ -42,6 +42,9 @@ def test_render_single_quote_style_and_spans():
     ("Thought:\nAction: finish\nAction Input: {'answer': 'done'}", [ToolCall("finish", {"answer": "done"})]),
     ('Action: a\nAction Input: {}\nAction: b\nAction Input: {"k": 1}', [ToolCall("a", {}), ToolCall("b", {"k": 1})]),
     ('search_advice\n{"query": "love"}', [ToolCall("search_advice", {"query": "love"})]),
+    ("preferred-routes_get()", [ToolCall("preferred-routes_get", {})]),
+    ("preferred-routes_search_get(origin='A-B', note='x-y(z)')",
+     [ToolCall("preferred-routes_search_get", {"origin": "A-B", "note": "x-y(z)"})]),
 ])
 def test_parse_forms(text, expected):
     r = parse_calls(text)
@@ -53,7 +56,7 @@ def test_parse_forms(text, expected):
     ("", "empty"), ("   ", "empty"), ("hello world", "syntax"), ("f(1, 2)", "positional_argument"),
     ("f(a=g())", "non_literal_value"), ("f(a=x)", "non_literal_value"), ("f(**d)", "non_literal_value"),
     ("f(**{1: 2})", "non_literal_value"), ("f(a=1, **{'a': 2})", "duplicate_argument"),
-    ("x = f(a=1)", "not_a_call"), ("1 + 2", "not_a_call"), ("f(a=1, a=2)", "duplicate_argument"),
+    ("x = f(a=1)", "not_a_call"), ("1 + 2", "not_a_call"), ("a - b(x=1)", "not_a_call"), ("f(a=1, a=2)", "duplicate_argument"),
     ("Action: f\nAction Input: [1, 2]", "bad_action_input"), ("Action: f\nAction Input: {oops", "bad_action_input"),
     ("f(a=1" * 10, "syntax"), ("x" * 30_000, "too_long"),
 ])

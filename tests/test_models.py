@@ -79,9 +79,12 @@ def test_checkpoint_errors(checkpoint, message, monkeypatch):
         resolve_checkpoint(checkpoint)
 
 
-def test_settings_validation():
+def test_settings_validation(tiny_checkpoint):
+    from tl_lightning.models.loading import prepare_for_training
+
+    settings = ModelSettings(checkpoint=tiny_checkpoint, quantization="nf4", lora=None)  # fine for inference
     with pytest.raises(UserError, match="cannot be fully fine-tuned"):
-        ModelSettings(quantization="nf4", lora=None)
+        prepare_for_training(None, settings)
     with pytest.raises(UserError, match="lora.r"):
         LoraSettings(r=0)
 

@@ -7,7 +7,8 @@ that is not a Python name (RoTBench has `code:`) is written `**{'code:': 'v'}`, 
 tokenizer's offset mapping turns into token positions (PKT key tokens, argument spans) without searching text.
 
 Parsing (`parse_calls`) accepts what models and datasets actually write, using `ast` only (never eval/exec):
-  * Python calls: `name(k='v')`, `a.b(k="v")`, several calls on separate lines or `;`-separated, a list `[f(), g()]`;
+  * Python calls: `name(k='v')`, `a.b(k="v")`, `hyphen-name(k=1)` (OpenAPI operation names), several calls on
+    separate lines or `;`-separated, a list `[f(), g()]`;
     values may be any literal, negative numbers, and JSON spellings `true`/`false`/`null`;
   * ReAct: `Thought: ...\\nAction: name\\nAction Input: {json}` (RoTBench, ToolEyes, ToolAlpaca), repeated for
     several calls; the input may be JSON or a Python dict literal;
@@ -155,7 +156,35 @@ def _strip_fences(text: str) -> str:
     return s
 
 
+_HYPHEN = "__hyphen_2d__"  # stands in for "-" inside tool names while Python parses (checked absent first)
+_HYPHENATED_NAME = re.compile(r"(?<![\w.'\"])([A-Za-z_][\w.]*(?:-[A-Za-z_][\w.]*)+)(?=\s*\()")
+
+
 def _parse_python_calls(body: str) -> ParseResult:
+    # OpenAPI-derived tool names may contain hyphens (ToolAlpaca's `preferred-routes_get`); Python would read a
+    # subtraction. Names followed by "(" are escaped reversibly, and every parsed string is un-escaped after.
+    if "-" in body and _HYPHEN not in body:
+        escaped = _HYPHENATED_NAME.sub(lambda m: m.group(1).replace("-", _HYPHEN), body)
+        if escaped != body:
+            result = _parse_python_calls_exact(escaped)
+            return _unescape(result) if result.ok else _parse_python_calls_exact(body)
+    return _parse_python_calls_exact(body)
+
+
+def _unescape(result: ParseResult) -> ParseResult:
+    def fix(v):
+        if isinstance(v, str):
+            return v.replace(_HYPHEN, "-")
+        if isinstance(v, list):
+            return [fix(x) for x in v]
+        if isinstance(v, dict):
+            return {fix(k): fix(x) for k, x in v.items()}
+        return v
+
+    return ParseResult(calls=tuple(ToolCall(fix(c.name), fix(c.arguments)) for c in result.calls), thought=result.thought)
+
+
+def _parse_python_calls_exact(body: str) -> ParseResult:
     try:
         with warnings.catch_warnings():  # odd model output makes the compiler warn (e.g. "invalid decimal literal")
             warnings.simplefilter("ignore")

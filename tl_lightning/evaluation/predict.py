@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from tl_lightning.data.call_format import ParseResult, parse_calls
@@ -9,6 +10,8 @@ from tl_lightning.data.render import Renderer
 from tl_lightning.data.schema import Conversation
 from tl_lightning.models.generation import GenerationSettings, generate_responses
 from tl_lightning.rewards.taxonomy import FREE_TEXT_TOOLS, Classification, classify, golds_for
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,10 @@ def predict(model, tokenizer, renderer: Renderer, prompts: list[Conversation], s
             free_text_tools: frozenset[str] = FREE_TEXT_TOOLS) -> list[Prediction]:
     """Greedy/sampled decoding of `prompts` (in their order), each parsed and classified against its gold."""
     ids = prompt_token_ids(prompts, renderer, tokenizer, add_special_tokens)
+    too_long = sum(len(x) > settings.max_prompt_length for x in ids)
+    if too_long:  # the head (tool definitions) is cut: results on these prompts are not comparable
+        log.warning("%d of %d prompts exceed max_prompt_length=%d and keep only their last tokens",
+                    too_long, len(ids), settings.max_prompt_length)
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # similar lengths per batch: less padding
     responses: dict[int, list[int]] = {}
     for start in range(0, len(order), batch_size):

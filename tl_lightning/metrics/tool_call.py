@@ -90,3 +90,39 @@ class ToolCallMetrics(Metric):
         out = {k: self.sums[i] / n for i, k in enumerate(SCALARS)}
         out.update({f"rate/{c}": self.category_counts[i] / n for i, c in enumerate(CATEGORIES)})
         return out
+
+
+VALIDITY = ("format_valid", "tool_valid", "params_valid")
+
+
+def schema_validity(parsed, tools: Sequence[ToolSpec]) -> dict[str, float]:
+    """Offline checks for items without gold (ToolEyes; ours, not the paper's DE/CE/VA): the output parses to at
+    least one call; every tool name is offered; every call has its required parameters and no undeclared key."""
+    if not parsed.ok or not parsed.calls:
+        return dict.fromkeys(VALIDITY, 0.0)
+    by_name = {t.name: t for t in tools}
+    if any(c.name not in by_name for c in parsed.calls):
+        return {"format_valid": 1.0, "tool_valid": 0.0, "params_valid": 0.0}
+    ok = all(set(by_name[c.name].required) <= set(c.arguments) and
+             (not by_name[c.name].params or set(c.arguments) <= set(by_name[c.name].param_names)) for c in parsed.calls)
+    return {"format_valid": 1.0, "tool_valid": 1.0, "params_valid": float(ok)}
+
+
+class SchemaValidityMetrics(Metric):
+    """Shares of outputs passing `schema_validity`'s three nested checks."""
+
+    full_state_update = False
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.add_state("sums", torch.zeros(len(VALIDITY), dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("total", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, parsed: Sequence, tools: Sequence[Sequence[ToolSpec]]) -> None:
+        for p, t in zip(parsed, tools, strict=True):
+            v = schema_validity(p, t)
+            self.sums += torch.tensor([v[k] for k in VALIDITY], dtype=self.sums.dtype)
+        self.total += len(parsed)
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        return {k: self.sums[i] / self.total.clamp_min(1) for i, k in enumerate(VALIDITY)}

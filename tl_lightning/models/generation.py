@@ -23,7 +23,7 @@ class GenerationSettings:
     """Sampling temperature."""
     top_p: float = 1.0
     """Nucleus sampling mass."""
-    max_prompt_length: int = 4096
+    max_prompt_length: int = 8192
     """Longer prompts keep their last tokens (the paper keeps the last 8191)."""
 
 

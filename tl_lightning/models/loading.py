@@ -71,8 +71,6 @@ class ModelSettings:
     def __post_init__(self) -> None:
         if self.quantization not in ("nf4", "int8", None):
             raise UserError(f"quantization must be nf4, int8 or null, got {self.quantization!r}")
-        if self.quantization and self.lora is None and self.adapter is None:
-            raise UserError("a quantized model cannot be fully fine-tuned: set lora (or quantization: null)")
 
 
 def resolve_checkpoint(checkpoint: str) -> str:
@@ -162,6 +160,8 @@ def load_base_model(settings: ModelSettings, device: torch.device | str = "cpu")
 def prepare_for_training(model, settings: ModelSettings):
     """Freeze the base, add (or load) the LoRA adapter, enable gradient checkpointing; returns the trainable model."""
     if settings.lora is None and settings.adapter is None:
+        if settings.quantization:
+            raise UserError("a quantized model cannot be fully fine-tuned: set lora (or quantization: null)")
         if settings.gradient_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         return model
@@ -187,4 +187,19 @@ def load_policy(settings: ModelSettings, device: torch.device | str = "cpu") -> 
     """Base model (quantized as configured) + LoRA, in train mode (HF loads models in eval mode)."""
     model = prepare_for_training(load_base_model(settings, device), settings)
     model.train()
+    return model
+
+
+def load_for_inference(settings: ModelSettings, device: torch.device | str = "cpu") -> Any:
+    """Base model (quantized as configured) + the optional adapter, frozen, in eval mode (evaluation)."""
+    model = load_base_model(settings, device)
+    if settings.adapter is not None:
+        if not (Path(settings.adapter) / "adapter_config.json").is_file():
+            raise UserError(f"adapter directory {settings.adapter} has no adapter_config.json")
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, settings.adapter, is_trainable=False)
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
     return model

@@ -40,8 +40,9 @@ _RANK = {c: i for i, c in enumerate(CATEGORIES)}
 PARAM_CATEGORIES = tuple(c for c in CATEGORIES if c.startswith("params_"))
 RIGHT_TOOL = frozenset(("correct", "content_filling") + PARAM_CATEGORIES)
 RIGHT_PARAMS = frozenset(("correct", "content_filling"))
-FREE_TEXT_TOOLS = frozenset({"finish", "ask_to_user"})
-"""RoTBench scores no content for these (their argument is free text); configurable per call of `classify`."""
+FREE_TEXT_TOOLS = frozenset({"finish", "ask_to_user", "getDetails"})
+"""Tools whose argument is free text and is not content-scored: RoTBench's finish / ask_to_user, and ToolAlpaca's
+ask-the-user tool getDetails. Configurable per call of `classify`."""
 
 
 @dataclass(frozen=True)

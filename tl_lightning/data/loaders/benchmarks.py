@@ -37,6 +37,36 @@ def _toolalpaca_tool(name: str, text: str) -> ToolSpec:
     return ToolSpec(name, desc.strip(), tuple(params))
 
 
+def _openapi_operations(paths: dict, prefix: str = "") -> Iterator[tuple[str, str, dict]]:
+    """(path, method, operation) of an OpenAPI `paths` object, including upstream-malformed nesting where a path
+    object holds further paths (ToolAlpaca's AviationAPI nests /weather/metar etc. under /preferred-routes)."""
+    for path, item in paths.items():
+        if not isinstance(item, dict):
+            continue
+        for key, value in item.items():
+            if key.startswith("/"):
+                yield from _openapi_operations({key: value})
+            elif key in ("get", "post", "put", "delete", "patch") and isinstance(value, dict):
+                yield path, key, value
+
+
+def _openapi_tools(documentation: str) -> dict[str, ToolSpec]:
+    """Tools named as ToolAlpaca names them (`path_with_underscores_method`) from the OpenAPI document."""
+    try:
+        doc = json.loads(documentation)
+    except (json.JSONDecodeError, TypeError):
+        return {}
+    tools = {}
+    for path, method, op in _openapi_operations(doc.get("paths") or {}):
+        name = op.get("operationId") or f"{path.strip('/').replace('/', '_')}_{method}"
+        params = [ToolParam(str(p.get("name")), normalise_type((p.get("schema") or {}).get("type")),
+                            str(p.get("description") or ""), bool(p.get("required")))
+                  for p in op.get("parameters") or [] if isinstance(p, dict) and p.get("name")]
+        params.sort(key=lambda p: not p.required)
+        tools[name] = ToolSpec(name, str(op.get("summary") or op.get("description") or ""), tuple(params))
+    return tools
+
+
 def _toolalpaca_step(step: dict, report: LoadReport) -> ToolCall:
     raw = step.get("Action_Input") or "{}"
     if isinstance(raw, dict):
@@ -53,6 +83,11 @@ def _toolalpaca_step(step: dict, report: LoadReport) -> ToolCall:
     if not isinstance(args, dict):
         raise ItemError("gold Action_Input is not an object")
     return ToolCall(step["Action"], args)
+
+
+GET_DETAILS = ToolSpec("getDetails", "Ask the user for details that are missing to complete the task.",
+                      (ToolParam("Question", "string", "The question to ask the user."),))
+"""ToolAlpaca's agent offers this ask-the-user tool with every API (its gold answers call it; the files do not list it)."""
 
 
 def _later_step(step: dict, report: LoadReport) -> dict:
@@ -75,6 +110,14 @@ def load_toolalpaca(path: str | Path, on_error: OnError = "skip", max_chars: int
 
     def convert(where: str, api: Any):
         tools = tuple(_toolalpaca_tool(n, t) for n, t in api["Function_Description"].items())
+        gold_names = {s.get("Action") for steps in api["Golden_Answers"] for s in steps}
+        missing = gold_names - {t.name for t in tools} - {GET_DETAILS.name}
+        if missing:  # Function_Description lacks tools the gold calls: recover them from the OpenAPI document
+            recovered = [t for n, t in _openapi_tools(api.get("Documentation", "")).items() if n in missing]
+            tools += tuple(recovered)
+            report.note("tool recovered from the OpenAPI document", len(recovered))
+        if GET_DETAILS.name not in {t.name for t in tools}:
+            tools += (GET_DETAILS,)
         for i, (instr, steps) in enumerate(zip(api["Instructions"], api["Golden_Answers"])):
             try:
                 if not steps:

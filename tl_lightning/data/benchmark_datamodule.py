@@ -1,0 +1,114 @@
+"""`BenchmarkDataModule`: evaluation sets → step prompts with gold, grouped by benchmark (and RoTBench noise level).
+
+Used by `python main.py test --config configs/eval/<benchmark>.yaml`. Paths are relative to `root` (default
+`data/`; see the README for where to get each set). Batches are lists of `{"group", "conversation"}`: the system
+tokenizes and generates itself.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import lightning as L
+from torch.utils.data import DataLoader
+
+from tl_lightning.data.loaders import LoadReport, load_source
+from tl_lightning.data.render import ChatTemplateFormat, PaperFormat
+from tl_lightning.data.schema import Conversation
+from tl_lightning.data.steps import all_step_prompts
+from tl_lightning.errors import DataError, as_dataclass
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BenchmarkSource:
+    """One evaluation file (or BFCL category)."""
+
+    name: str
+    """Group name in the report, e.g. "rotbench/First_Turn/clean"."""
+    format: Literal["rotbench", "toolalpaca", "tooleyes", "bfcl", "conversations", "openai", "toolworld"]
+    """Loader format (see README, Data)."""
+    path: str = ""
+    """File under `root`; for bfcl the category name; for toolworld the split name."""
+    data_dir: str | None = None
+    """bfcl: folder with BFCL_v*_*.json files under `root` (default: the installed bfcl-eval package)."""
+    tool_library: str | None = None
+    """tooleyes raw file: the Tool_Library folder under `root`."""
+    limit: int | None = None
+    """Evaluate at most this many items (smoke runs)."""
+
+
+def _load(source: BenchmarkSource, root: Path, on_error: str) -> list[Conversation]:
+    if source.format == "toolworld":
+        from tl_lightning.data.toolworld import ToolWorld
+
+        return all_step_prompts(ToolWorld().split(source.path or "test", source.limit or 200))
+    report = LoadReport(source.format, source.path)
+    options = {}
+    if source.format == "bfcl":
+        path = source.path
+        options["data_dir"] = str(root / source.data_dir) if source.data_dir else None
+    else:
+        path = root / source.path
+        if source.tool_library:
+            options["tool_library"] = str(root / source.tool_library)
+    convs = list(load_source(source.format, path, on_error=on_error, report=report, **options))
+    report.log()
+    # Trajectories without gold become per-step prompts; benchmark items with gold (or ToolEyes queries) stay as is.
+    convs = [c for conv in convs for c in (all_step_prompts([conv]) if conv.gold is None and source.format in
+                                           ("conversations", "openai") else [conv])]
+    return convs[: source.limit] if source.limit else convs
+
+
+class BenchmarkDataModule(L.LightningDataModule):
+    """Evaluation prompts.
+
+    Args:
+        tokenizer: tokenizer path or hub id (linked from the model's checkpoint).
+        benchmarks: the sets to evaluate.
+        root: folder the benchmark paths are relative to.
+        prompt_format: "paper" or "chat_template" (as in training).
+        batch_size: prompts per generation batch.
+        on_error: "skip" (count and log bad items) or "raise".
+    """
+
+    def __init__(self, tokenizer: str = "codellama/CodeLlama-7b-hf", benchmarks: list[BenchmarkSource] | None = None,
+                 root: str = "data", prompt_format: Literal["paper", "chat_template"] = "paper", batch_size: int = 16,
+                 on_error: Literal["raise", "skip"] = "skip") -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.benchmarks = [as_dataclass(BenchmarkSource, b) for b in benchmarks or []]
+        if not self.benchmarks:
+            raise DataError("no benchmarks configured: set data.init_args.benchmarks")
+        self.tok = None
+        self.items: list[dict] = []
+
+    def load_tokenizer(self):
+        if self.tok is None:
+            from tl_lightning.models.loading import load_tokenizer
+
+            self.tok = load_tokenizer(self.hparams.tokenizer)
+        return self.tok
+
+    def renderer(self):
+        return PaperFormat(eos_token=self.tok.eos_token) if self.hparams.prompt_format == "paper" else ChatTemplateFormat(self.tok)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.items:
+            return
+        self.load_tokenizer()
+        root = Path(self.hparams.root)
+        for b in self.benchmarks:
+            convs = _load(b, root, self.hparams.on_error)
+            self.items += [{"group": b.name, "conversation": c} for c in convs]
+            log.info("benchmark %s: %d prompts", b.name, len(convs))
+
+    def test_dataloader(self) -> DataLoader:
+        return DataLoader(self.items, batch_size=self.hparams.batch_size, shuffle=False, collate_fn=list)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self.test_dataloader()

@@ -1,0 +1,100 @@
+"""`EvalSystem`: batched greedy decoding of benchmark prompts → parse → `classify` → metrics and report files.
+
+    python main.py test --config configs/eval/rotbench.yaml
+
+Outputs (under `output_dir`, default the run's log dir): `predictions/<group>.jsonl` (item id, prompt hash, raw
+output, parsed calls, category, gold), `summary.json`, `summary.md` and `error_categories.png`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import lightning as L
+import torch
+
+from tl_lightning.errors import as_dataclass
+from tl_lightning.evaluation.predict import predict
+from tl_lightning.evaluation.report import write_report
+from tl_lightning.metrics.tool_call import SchemaValidityMetrics, ToolCallMetrics
+from tl_lightning.models.generation import GenerationSettings
+from tl_lightning.models.loading import ModelSettings, load_for_inference
+from tl_lightning.rewards.taxonomy import FREE_TEXT_TOOLS, golds_for
+
+
+class EvalSystem(L.LightningModule):
+    """Evaluate a (base + optional adapter) model on benchmark prompts. Single-process: run with devices: 1.
+
+    Args:
+        policy: what to load; set `adapter` to the trained LoRA directory (e.g. runs/sft/.../hf/final).
+        generation: decoding settings (greedy by default).
+        output_dir: where to write predictions and the report (default: the run's log dir).
+        free_text_tools: tools whose argument content is not compared (RoTBench: finish, ask_to_user).
+    """
+
+    def __init__(self, policy: ModelSettings = ModelSettings(lora=None), generation: GenerationSettings = GenerationSettings(),
+                 output_dir: str | None = None, free_text_tools: list[str] = sorted(FREE_TEXT_TOOLS)) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.policy_settings = as_dataclass(ModelSettings, policy)
+        self.generation = as_dataclass(GenerationSettings, generation)
+        self.free_text_tools = frozenset(free_text_tools)
+        self.model = None
+        self.metrics: dict[str, ToolCallMetrics | SchemaValidityMetrics] = {}
+        self.counts: dict[str, int] = {}
+        self.out_dir: Path | None = None
+        self.summary: dict[str, dict] = {}
+        self.report_paths: dict[str, Path] = {}
+
+    def configure_model(self) -> None:
+        if self.model is None:
+            device = self.trainer.strategy.root_device if self._trainer is not None else torch.device("cpu")
+            self.model = load_for_inference(self.policy_settings, device)
+
+    def transfer_batch_to_device(self, batch, device, dataloader_idx: int):
+        return batch  # conversations (text); tokenization and device placement happen in `predict`
+
+    def on_test_start(self) -> None:
+        root = self.hparams.output_dir or self.trainer.log_dir or self.trainer.default_root_dir
+        self.out_dir = Path(root)
+        (self.out_dir / "predictions").mkdir(parents=True, exist_ok=True)
+        for f in (self.out_dir / "predictions").glob("*.jsonl"):
+            f.unlink()
+        self.metrics, self.counts = {}, {}
+
+    def test_step(self, batch: list[dict], batch_idx: int) -> None:
+        dm = self.trainer.datamodule
+        convs = [b["conversation"] for b in batch]
+        preds = predict(self.model, dm.tok, dm.renderer(), convs, self.generation, batch_size=len(convs),
+                        add_special_tokens=dm.hparams.prompt_format == "paper", free_text_tools=self.free_text_tools)
+        for item, p in zip(batch, preds):
+            self._record(item["group"], p)
+
+    def _record(self, group: str, p) -> None:
+        conv = p.conversation
+        if conv.gold is not None:
+            metric = self.metrics.setdefault(group, ToolCallMetrics(free_text_tools=self.free_text_tools))
+            metric.update([p.parsed], [golds_for(conv)], [conv.tools])
+        else:
+            metric = self.metrics.setdefault(group, SchemaValidityMetrics())
+            metric.update([p.parsed], [conv.tools])
+        self.counts[group] = self.counts.get(group, 0) + 1
+        record = {"id": conv.id, "prompt_sha1": hashlib.sha1(json.dumps(conv.to_dict(), sort_keys=True).encode()).hexdigest()[:16],
+                  "output": p.text, "parsed": [c.to_dict() for c in p.parsed.calls] if p.parsed.ok else None,
+                  "parse_failure": None if p.parsed.ok else p.parsed.failure.reason, "category": p.classification.category
+                  if conv.gold is not None else None, "gold": None if conv.gold is None else [[c.to_dict() for c in a] for a in conv.gold]}
+        with open(self.out_dir / "predictions" / f"{group.replace('/', '__')}.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+    def on_test_epoch_end(self) -> None:
+        self.summary = {}
+        for group, metric in self.metrics.items():
+            values = {k: float(v) for k, v in metric.compute().items()}
+            self.summary[group] = {"n": self.counts[group], **values}
+            for k in ("ts", "pi", "cf", "format_valid", "params_valid"):
+                if k in values:
+                    self.log(f"test/{group}/{k}", values[k])
+        self.report_paths = write_report(self.summary, self.out_dir)
+        print(f"\nEvaluation report: {self.report_paths['markdown']}\n" + (self.out_dir / "summary.md").read_text())
