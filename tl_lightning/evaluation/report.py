@@ -61,7 +61,7 @@ def plot_error_categories(summary: dict[str, dict], path: Path) -> Path | None:
     ax.invert_yaxis()
     ax.set_xlabel("% of items")
     ax.set_title("Tool-call categories by benchmark")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
