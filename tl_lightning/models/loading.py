@@ -73,12 +73,15 @@ class ModelSettings:
             raise UserError(f"quantization must be nf4, int8 or null, got {self.quantization!r}")
 
 
-def resolve_checkpoint(checkpoint: str) -> str:
-    """Fail early, in one line, on a missing local path or on a hub id while offline and not cached."""
+def resolve_checkpoint(checkpoint: str, marker: str = "config.json") -> str:
+    """Fail early, in one line, on a missing local path or on a hub id while offline and not cached.
+
+    `marker` is the file a local directory must hold (tokenizers: "tokenizer_config.json").
+    """
     p = Path(checkpoint).expanduser()
     if p.exists():
-        if not (p / "config.json").is_file():
-            raise UserError(f"model checkpoint {p} has no config.json (expected a save_pretrained directory)")
+        if not (p / marker).is_file():
+            raise UserError(f"checkpoint {p} has no {marker} (expected a save_pretrained directory)")
         return str(p)
     looks_like_path = checkpoint.startswith((".", "/", "~")) or checkpoint.count("/") > 1
     if looks_like_path:
@@ -88,7 +91,7 @@ def resolve_checkpoint(checkpoint: str) -> str:
         try:
             from huggingface_hub import try_to_load_from_cache
 
-            cached = try_to_load_from_cache(checkpoint, "config.json")
+            cached = try_to_load_from_cache(checkpoint, marker)
         except Exception:  # noqa: BLE001 - any cache lookup problem means "not cached"
             cached = None
         if not isinstance(cached, str):
@@ -134,7 +137,8 @@ def disable_cpu_bf16_repack(model: torch.nn.Module) -> int:
 def load_tokenizer(checkpoint: str, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(resolve_checkpoint(checkpoint), trust_remote_code=trust_remote_code)
+    tok = AutoTokenizer.from_pretrained(resolve_checkpoint(checkpoint, "tokenizer_config.json"),
+                                        trust_remote_code=trust_remote_code)
     if tok.pad_token is None:  # LLaMA tokenizers ship without one; the paper code pads with unk
         tok.pad_token = tok.unk_token or tok.eos_token
     return tok
