@@ -1,5 +1,5 @@
 """Every shipped config parses against the real classes, alone (validated by --print_config, which builds
-nothing, so GPU configs pass on CPU) and composed with the tiny overlay (fully instantiated, no training)."""
+nothing, so GPU configs pass on CPU) and composed with its stage's tiny overlay (fully instantiated, no training)."""
 
 import contextlib
 import io
@@ -11,24 +11,35 @@ import yaml
 from main import cli_main
 from tl_lightning.cli import TLCLI
 
-CONFIGS = sorted(p for p in (Path(__file__).resolve().parents[1] / "configs").glob("*.yaml") if p.name != "tiny.yaml")
+ROOT = Path(__file__).resolve().parents[1] / "configs"
+OVERLAYS = {ROOT / "tiny.yaml", ROOT / "tiny_ppo.yaml", ROOT / "eval" / "tiny.yaml"}
+CONFIGS = sorted(p for p in ROOT.rglob("*.yaml") if p not in OVERLAYS)
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.name)
+def overlay_for(config: Path) -> Path:
+    system = yaml.safe_load(config.read_text())["model"]["class_path"]
+    return {"tl_lightning.systems.sft.SFTSystem": ROOT / "tiny.yaml", "tl_lightning.systems.ppo.PPOSystem": ROOT / "tiny_ppo.yaml",
+            "tl_lightning.systems.evaluation.EvalSystem": ROOT / "eval" / "tiny.yaml"}[system]
+
+
+def _subcommand(config: Path) -> str:
+    return "test" if "evaluation" in yaml.safe_load(config.read_text())["model"]["class_path"] else "fit"
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: str(p.relative_to(ROOT)))
 def test_config_validates_alone(config):
     out = io.StringIO()
     with contextlib.redirect_stdout(out), pytest.raises(SystemExit) as e:
-        cli_main(["fit", "--config", str(config), "--print_config"])
+        cli_main([_subcommand(config), "--config", str(config), "--print_config"])
     assert e.value.code in (0, None)
     resolved = yaml.safe_load(out.getvalue())
     assert resolved["model"]["class_path"].startswith("tl_lightning.")
     assert "tokenizer" not in resolved["data"]["init_args"]  # linked from the policy checkpoint, never written twice
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.name)
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: str(p.relative_to(ROOT)))
 def test_config_with_tiny_overlay_instantiates(config):
-    cli = TLCLI(args=["--config", str(config), "--config", str(config.parent / "tiny.yaml")], run=False)
+    cli = TLCLI(args=["--config", str(config), "--config", str(overlay_for(config))], run=False)
     assert cli.model.policy_settings.checkpoint == "runs/tiny-llama"
     assert cli.trainer.accelerator.__class__.__name__ == "CPUAccelerator"
-    assert cli.datamodule.train_source.format == "toolworld"
     assert cli.datamodule.hparams.tokenizer == cli.model.policy_settings.checkpoint  # linked, written once

@@ -30,7 +30,13 @@ class HFExport(L.Callback):
             return None
         out = Path(trainer.log_dir or trainer.default_root_dir) / self.dirname / name
         out.mkdir(parents=True, exist_ok=True)
-        pl_module.model.save_pretrained(out)
+        pl_module.model.save_pretrained(out)  # every adapter (PPO's "critic" goes to a sub-folder)
+        value_head = getattr(pl_module, "value_head", None)
+        if value_head is not None:  # PPO: the value head travels with the adapters
+            from safetensors.torch import save_file
+
+            save_file({k: v.detach().cpu().contiguous() for k, v in value_head.state_dict().items()},
+                      str(out / "value_head.safetensors"))
         tok = getattr(trainer.datamodule, "tok", None) if trainer.datamodule is not None else None
         if tok is not None:
             tok.save_pretrained(out)
@@ -51,3 +57,23 @@ class HFExport(L.Callback):
                    f"  logs (metrics.csv, config.yaml, data_stats.json): {logs}\n"
                    f"  Lightning checkpoints: {logs / 'checkpoints'}\n")
             print(msg)
+
+
+class SampleLogger(L.Callback):
+    """Append each PPO iteration's sampled responses (prompt id, response, category, reward) to
+    `<log_dir>/samples.jsonl`, every `every_n` iterations; reads `pl_module.last_samples`."""
+
+    def __init__(self, every_n: int = 1, max_per_iteration: int = 4) -> None:
+        self.every_n, self.max_per_iteration = every_n, max_per_iteration
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
+        samples = getattr(pl_module, "last_samples", None)
+        if not trainer.is_global_zero or not samples or batch_idx % self.every_n:
+            return
+        import json
+
+        path = Path(trainer.log_dir or trainer.default_root_dir) / "samples.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as f:
+            for s in samples[: self.max_per_iteration]:
+                f.write(json.dumps(s, ensure_ascii=False) + "\n")

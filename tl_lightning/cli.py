@@ -18,3 +18,4 @@ class TLCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         # The tokenizer always comes from the policy's checkpoint: one value, written once in the YAML.
         parser.link_arguments("model.init_args.policy.checkpoint", "data.init_args.tokenizer")
+        # (every system names its model settings `policy`; every datamodule takes `tokenizer`)

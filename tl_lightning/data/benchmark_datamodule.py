@@ -107,6 +107,9 @@ class BenchmarkDataModule(L.LightningDataModule):
             self.items += [{"group": b.name, "conversation": c} for c in convs]
             log.info("benchmark %s: %d prompts", b.name, len(convs))
 
+    def transfer_batch_to_device(self, batch, device, dataloader_idx: int):
+        return batch  # conversations (text): the system tokenizes and places tensors itself
+
     def test_dataloader(self) -> DataLoader:
         return DataLoader(self.items, batch_size=self.hparams.batch_size, shuffle=False, collate_fn=list)
 

@@ -53,9 +53,6 @@ class EvalSystem(L.LightningModule):
             device = self.trainer.strategy.root_device if self._trainer is not None else torch.device("cpu")
             self.model = load_for_inference(self.policy_settings, device)
 
-    def transfer_batch_to_device(self, batch, device, dataloader_idx: int):
-        return batch  # conversations (text); tokenization and device placement happen in `predict`
-
     def on_test_start(self) -> None:
         root = self.hparams.output_dir or self.trainer.log_dir or self.trainer.default_root_dir
         self.out_dir = Path(root)

@@ -1,0 +1,92 @@
+"""PPO math: hand-computed GAE and losses, KL estimators, controllers, whitening invariants."""
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tl_lightning.objectives.advantages import gae, masked_mean, whiten
+from tl_lightning.objectives.kl import AdaptiveKLController, FixedKLController, kl_estimate
+from tl_lightning.objectives.ppo import clipped_policy_loss, clipped_value_loss
+
+
+def test_gae_hand_computed():
+    # one sequence, 3 response tokens, gamma=1, lam=0.5; rewards r=[0, 0, 1], values V=[0.5, 0.2, 0.4]
+    # deltas: d2 = 1 + 0 - 0.4 = 0.6; d1 = 0 + 0.4 - 0.2 = 0.2; d0 = 0 + 0.2 - 0.5 = -0.3
+    # A2 = 0.6; A1 = 0.2 + 0.5*0.6 = 0.5; A0 = -0.3 + 0.5*0.5 = -0.05
+    adv, ret = gae(torch.tensor([[0.0, 0.0, 1.0]]), torch.tensor([[0.5, 0.2, 0.4]]), torch.ones(1, 3), gamma=1.0, lam=0.5)
+    torch.testing.assert_close(adv, torch.tensor([[-0.05, 0.5, 0.6]]))
+    torch.testing.assert_close(ret, torch.tensor([[0.45, 0.7, 1.0]]))
+
+
+def test_gae_masks_padding_and_gamma_lambda_one_is_reward_to_go_minus_value():
+    g = torch.Generator().manual_seed(0)
+    r, v = torch.randn(3, 6, generator=g), torch.randn(3, 6, generator=g)
+    mask = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 0, 0, 0], [1, 0, 0, 0, 0, 0]], dtype=torch.float32)
+    adv, ret = gae(r, v, mask, gamma=1.0, lam=1.0)
+    to_go = torch.flip(torch.cumsum(torch.flip(r * mask, [1]), 1), [1])
+    torch.testing.assert_close(adv, (to_go - v) * mask)
+    torch.testing.assert_close(ret, to_go * mask)
+    adv2, _ = gae(r + 100 * (1 - mask), v + 100 * (1 - mask), mask)  # values at padding do not leak
+    torch.testing.assert_close(adv2, gae(r, v, mask)[0])
+
+
+def test_clipped_policy_loss_cases():
+    mask = torch.ones(1, 2)
+    adv = torch.tensor([[1.0, -2.0]])
+    same = torch.zeros(1, 2)
+    loss, clipfrac, kl = clipped_policy_loss(same, same, adv, mask)
+    assert loss.item() == pytest.approx(0.5)  # -mean(A) = -(1 - 2)/2
+    assert clipfrac.item() == 0 and kl.item() == 0
+    # ratio 1.5 on both: token 0 (A=1): max(-1.5, -1.2) = -1.2 (clipped); token 1 (A=-2): max(3, 2.4) = 3
+    logp = torch.log(torch.tensor([[1.5, 1.5]]))
+    loss, clipfrac, _ = clipped_policy_loss(logp, same, adv, mask, clip=0.2)
+    assert loss.item() == pytest.approx((-1.2 + 3.0) / 2) and clipfrac.item() == pytest.approx(0.5)
+
+
+def test_clipped_value_loss_hand_computed():
+    # V=1.0, old=0.5, R=2: clipped V=0.7; max((1-2)^2, (0.7-2)^2) = 1.69; loss = 0.5*1.69
+    loss, frac = clipped_value_loss(torch.tensor([[1.0]]), torch.tensor([[0.5]]), torch.tensor([[2.0]]), torch.ones(1, 1))
+    assert loss.item() == pytest.approx(0.845) and frac.item() == 1.0
+
+
+def test_kl_estimators():
+    g = torch.Generator().manual_seed(1)
+    lp = torch.randn(4, 5, generator=g)
+    assert torch.all(kl_estimate(lp, lp, "k1") == 0) and torch.all(kl_estimate(lp, lp, "k3") == 0)
+    other = lp + torch.randn(4, 5, generator=g)
+    assert torch.all(kl_estimate(lp, other, "k3") >= 0)
+    assert kl_estimate(torch.tensor(math.log(0.5)), torch.tensor(math.log(0.25)), "k1").item() == pytest.approx(math.log(2))
+    with pytest.raises(ValueError):
+        kl_estimate(lp, lp, "k9")
+
+
+def test_kl_controllers():
+    fixed = FixedKLController(0.4)
+    fixed.update(10.0, 8)
+    assert fixed.value == 0.4
+    up, down = AdaptiveKLController(0.1, target=1.0, horizon=100), AdaptiveKLController(0.1, target=1.0, horizon=100)
+    up.update(5.0, 10)     # KL above target -> beta grows: 0.1 * (1 + 0.2 * 10/100)
+    down.update(0.1, 10)   # below -> shrinks: 0.1 * (1 - 0.2 * 10/100)
+    assert up.value == pytest.approx(0.102) and down.value == pytest.approx(0.098)
+    restored = AdaptiveKLController(1.0, 1.0, 100)
+    restored.load_state_dict(up.state_dict())
+    assert restored.value == up.value
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 10_000), b=st.integers(1, 4), t=st.integers(2, 8))
+def test_whiten_invariants(seed, b, t):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(b, t, generator=g) * 5 + 3
+    mask = (torch.rand(b, t, generator=g) < 0.7).float()
+    mask[0, :2] = 1
+    w = whiten(x, mask)
+    assert abs(masked_mean(w, mask).item()) < 1e-4
+    assert torch.all(w[mask == 0] == 0)
+    x2 = x.clone()
+    x2[mask == 0] = 1e6  # values at masked positions do not change the result
+    torch.testing.assert_close(whiten(x2, mask), w)
+    assert masked_mean(whiten(x, mask, keep_mean=True), mask).item() == pytest.approx(masked_mean(x, mask).item(), abs=1e-4)

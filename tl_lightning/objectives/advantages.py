@@ -1,0 +1,54 @@
+"""Masked statistics, whitening and GAE (pure functions; shapes (b, t), mask 1 = response token)."""
+
+from __future__ import annotations
+
+import torch
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+    mask = mask.to(x.dtype)
+    if dim is None:
+        return (x * mask).sum() / mask.sum().clamp_min(1.0)
+    return (x * mask).sum(dim) / mask.sum(dim).clamp_min(1.0)
+
+
+def masked_var(x: torch.Tensor, mask: torch.Tensor, unbiased: bool = True) -> torch.Tensor:
+    mean = masked_mean(x, mask)
+    var = masked_mean((x - mean) ** 2, mask)
+    n = mask.sum()
+    return var * n / (n - 1).clamp_min(1.0) if unbiased else var
+
+
+def whiten(x: torch.Tensor, mask: torch.Tensor, keep_mean: bool = False, eps: float = 1e-8) -> torch.Tensor:
+    """(x - mean) / std over masked positions; `keep_mean` adds the mean back. Masked-out positions become 0."""
+    mean, var = masked_mean(x, mask), masked_var(x, mask)
+    out = (x - mean) * torch.rsqrt(var + eps)
+    if keep_mean:
+        out = out + mean
+    return out * mask.to(x.dtype)
+
+
+def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float = 1.0,
+        lam: float = 0.95) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalised advantage estimation over response tokens.
+
+    Args:
+        rewards: (b, t) per-token rewards (KL penalty on every token, score on the last).
+        values: (b, t) value estimates V(s_t).
+        mask: (b, t) 1 for response tokens; positions after the last response token are 0 (the episode ended).
+
+    Returns:
+        (advantages, returns), both (b, t); returns = advantages + values; 0 where mask is 0.
+    """
+    mask = mask.to(values.dtype)
+    values = values * mask
+    rewards = rewards * mask
+    adv = torch.zeros_like(values)
+    last = torch.zeros_like(values[:, 0])
+    t_len = values.size(1)
+    for t in reversed(range(t_len)):
+        next_v = values[:, t + 1] if t + 1 < t_len else torch.zeros_like(last)
+        delta = rewards[:, t] + gamma * next_v - values[:, t]
+        last = (delta + gamma * lam * last) * mask[:, t]
+        adv[:, t] = last
+    return adv, (adv + values) * mask

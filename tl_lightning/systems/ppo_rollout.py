@@ -1,0 +1,94 @@
+"""PPO rollout pieces: the `Rollout` record, sequence assembly, token log-probs and the value head."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """One rollout batch. Shapes: (b, P) prompt (left-padded), (b, R) response (right-padded).
+
+    `sequences` / `attention_mask` are (b, P + R); `response_mask` (b, R) is 1 up to and including the stop token.
+    """
+
+    sequences: torch.Tensor
+    attention_mask: torch.Tensor
+    response_mask: torch.Tensor
+    prompt_length: int
+    texts: tuple[str, ...]
+    stopped: torch.Tensor  # (b,) bool: the response ended with EOS within max_new_tokens
+
+
+@dataclass
+class PPOSettings:
+    """PPO optimisation settings (paper code values as defaults where it has them)."""
+
+    ppo_epochs: int = 1
+    """Passes over each rollout batch (paper code: 1)."""
+    minibatch_size: int = 8
+    """Sequences per gradient step."""
+    clip: float = 0.2
+    """Policy ratio clip ε."""
+    value_clip: float = 0.2
+    """Value clip around the rollout values."""
+    gamma: float = 1.0
+    """Discount."""
+    lam: float = 0.95
+    """GAE λ."""
+    whiten_advantages: bool = False
+    """Normalise advantages per batch (the paper code does not)."""
+    reward_clip: float = 5.0
+    """Clip the rule reward to ±reward_clip (a no-op for the default table, as in the paper code)."""
+    no_stop_penalty: float | None = None
+    """If set, the score of a response that never emits EOS (hits max_new_tokens) is replaced by this value."""
+    vf_coef: float = 1.0
+    """Value-loss weight (shared critic: both losses flow through one adapter)."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping."""
+
+
+def build_rollout(prompt_ids: list[list[int]], responses: list[list[int]], pad_id: int, eos_id: int,
+                  texts: list[str], max_prompt_length: int | None = None) -> Rollout:
+    """Left-pad prompts, right-pad responses, concatenate, and build the masks."""
+    from tl_lightning.models.generation import left_pad
+
+    prompt, prompt_mask = left_pad(prompt_ids, pad_id, max_prompt_length)
+    r = max(1, max(len(x) for x in responses))
+    resp = torch.full((len(responses), r), pad_id, dtype=torch.long)
+    resp_mask = torch.zeros((len(responses), r), dtype=torch.long)
+    for i, x in enumerate(responses):
+        if x:
+            resp[i, : len(x)] = torch.tensor(x)
+            resp_mask[i, : len(x)] = 1
+    stopped = torch.tensor([bool(x) and x[-1] == eos_id for x in responses])
+    return Rollout(torch.cat([prompt, resp], 1), torch.cat([prompt_mask, resp_mask], 1), resp_mask,
+                   prompt.size(1), tuple(texts), stopped)
+
+
+def response_logprobs(logits: torch.Tensor, sequences: torch.Tensor, prompt_length: int) -> torch.Tensor:
+    """Log-probs (b, R) of the response tokens: logits at position t predict token t + 1."""
+    logits = logits[:, prompt_length - 1: -1].float()
+    return torch.gather(F.log_softmax(logits, -1), 2, sequences[:, prompt_length:, None]).squeeze(-1)
+
+
+def entropy_from_logits(logits: torch.Tensor, prompt_length: int) -> torch.Tensor:
+    logp = F.log_softmax(logits[:, prompt_length - 1: -1].float(), -1)
+    return -(logp.exp() * logp).sum(-1)
+
+
+class ValueHead(torch.nn.Module):
+    """V(s_t) = w·h_t: a bias-free linear head on the last hidden state (as the paper code's critic), zero-initialised
+    so the first values are 0."""
+
+    def __init__(self, hidden_size: int) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(hidden_size, 1, bias=False)
+        torch.nn.init.zeros_(self.linear.weight)
+
+    def forward(self, hidden: torch.Tensor, prompt_length: int) -> torch.Tensor:
+        """(b, P + R, h) hidden states → (b, R) values of the states before each response token."""
+        return self.linear(hidden[:, prompt_length - 1: -1].float()).squeeze(-1)
