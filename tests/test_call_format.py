@@ -43,6 +43,7 @@ def test_render_single_quote_style_and_spans():
     ('Action: a\nAction Input: {}\nAction: b\nAction Input: {"k": 1}', [ToolCall("a", {}), ToolCall("b", {"k": 1})]),
     ('search_advice\n{"query": "love"}', [ToolCall("search_advice", {"query": "love"})]),
     ("preferred-routes_get()", [ToolCall("preferred-routes_get", {})]),
+    ("f(p=1/4, a=500*500, b=-2+3.5, c=7-10)", [ToolCall("f", {"p": 0.25, "a": 250000, "b": 1.5, "c": -3})]),
     ("preferred-routes_search_get(origin='A-B', note='x-y(z)')",
      [ToolCall("preferred-routes_search_get", {"origin": "A-B", "note": "x-y(z)"})]),
 ])
@@ -59,6 +60,8 @@ def test_parse_forms(text, expected):
     ("x = f(a=1)", "not_a_call"), ("1 + 2", "not_a_call"), ("a - b(x=1)", "not_a_call"), ("f(a=1, a=2)", "duplicate_argument"),
     ("Action: f\nAction Input: [1, 2]", "bad_action_input"), ("Action: f\nAction Input: {oops", "bad_action_input"),
     ("f(a=1" * 10, "syntax"), ("x" * 30_000, "too_long"),
+    ("f(x=2**3)", "non_literal_value"), ("f(x=1/0)", "non_literal_value"), ("f(x='a'*3)", "non_literal_value"),
+    ("f(x=99999999999*99999999999)", "non_literal_value"),
 ])
 def test_parse_failures_are_typed(text, kind):
     r = parse_calls(text)

@@ -106,7 +106,10 @@ def test_bfcl_fixture_directory():
     par, _ = _load("bfcl", "parallel", data_dir=FIXTURES / "bfcl")
     assert len(par[0].gold[0]) == 2
     irr, _ = _load("bfcl", "irrelevance", data_dir=FIXTURES / "bfcl")
+    assert len(irr) == 1  # not BFCL_v3_live_irrelevance.json: the category name must match exactly
     assert irr[0].gold == ((),) and irr[0].tools[0].params[0].type == "number"
+    pm, _ = _load("bfcl", "parallel_multiple", data_dir=FIXTURES / "bfcl")
+    assert [c.id for c in pm] == ["parallel_multiple_0"] and len(pm[0].gold[0]) == 2
     ex, _ = _load("bfcl", "exec_simple", data_dir=FIXTURES / "bfcl")
     assert ex[0].gold == ((ToolCall("calc_binomial_probability", {"n": 20, "k": 5, "p": 0.6}),),)
 

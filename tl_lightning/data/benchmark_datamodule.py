@@ -16,7 +16,7 @@ import lightning as L
 from torch.utils.data import DataLoader
 
 from tl_lightning.data.loaders import LoadReport, load_source
-from tl_lightning.data.render import ChatTemplateFormat, PaperFormat
+from tl_lightning.data.render import make_renderer
 from tl_lightning.data.schema import Conversation
 from tl_lightning.data.steps import all_step_prompts
 from tl_lightning.errors import DataError, as_dataclass
@@ -88,14 +88,14 @@ class BenchmarkDataModule(L.LightningDataModule):
         self.items: list[dict] = []
 
     def load_tokenizer(self):
-        if self.tok is None:
-            from tl_lightning.models.loading import load_tokenizer
+        from tl_lightning.models.loading import load_tokenizer
 
+        if self.tok is None:
             self.tok = load_tokenizer(self.hparams.tokenizer)
         return self.tok
 
     def renderer(self):
-        return PaperFormat(eos_token=self.tok.eos_token) if self.hparams.prompt_format == "paper" else ChatTemplateFormat(self.tok)
+        return make_renderer(self.hparams.prompt_format, self.tok)
 
     def setup(self, stage: str | None = None) -> None:
         if self.items:

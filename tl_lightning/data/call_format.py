@@ -22,6 +22,7 @@ from __future__ import annotations
 import ast
 import json
 import keyword
+import operator
 import re
 import unicodedata
 import warnings
@@ -244,6 +245,9 @@ def _dotted_name(node: ast.expr) -> str | None:
     return None
 
 
+_ARITHMETIC = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
+
+
 def _literal(node: ast.expr) -> tuple[bool, Any]:
     """A safe subset of `ast.literal_eval` returning JSON-compatible values (tuples and sets become lists)."""
     if isinstance(node, ast.Constant) and not isinstance(node.value, (bytes, complex, type(Ellipsis))):
@@ -255,6 +259,14 @@ def _literal(node: ast.expr) -> tuple[bool, Any]:
         if ok and isinstance(v, (int, float)) and not isinstance(v, bool):
             return True, -v if isinstance(node.op, ast.USub) else v
         return False, None
+    if isinstance(node, ast.BinOp) and type(node.op) in _ARITHMETIC:  # literal arithmetic: BFCL golds write p=1/6
+        ok_l, left = _literal(node.left)
+        ok_r, right = _literal(node.right)
+        numeric = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (left, right))
+        if not (ok_l and ok_r and numeric) or (isinstance(node.op, ast.Div) and right == 0):
+            return False, None
+        value = _ARITHMETIC[type(node.op)](left, right)
+        return (True, value) if abs(value) < 1e18 else (False, None)  # bounded: no huge products
     if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
         out = []
         for elt in node.elts:

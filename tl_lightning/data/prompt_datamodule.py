@@ -13,6 +13,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset
 
 from tl_lightning.data.mae import MAESettings
+from tl_lightning.data.render import make_renderer
 from tl_lightning.data.schema import Conversation
 from tl_lightning.data.sft_datamodule import DataSource
 from tl_lightning.data.steps import all_step_prompts
@@ -62,16 +63,14 @@ class ToolPromptDataModule(L.LightningDataModule):
         self.consumed = 0  # prompts handed to training_step so far (the system advances it)
 
     def load_tokenizer(self):
-        if self.tok is None:
-            from tl_lightning.models.loading import load_tokenizer
+        from tl_lightning.models.loading import load_tokenizer
 
+        if self.tok is None:
             self.tok = load_tokenizer(self.hparams.tokenizer)
         return self.tok
 
     def renderer(self):
-        from tl_lightning.data.render import ChatTemplateFormat, PaperFormat
-
-        return PaperFormat(eos_token=self.tok.eos_token) if self.hparams.prompt_format == "paper" else ChatTemplateFormat(self.tok)
+        return make_renderer(self.hparams.prompt_format, self.tok)
 
     def setup(self, stage: str | None = None) -> None:
         if self.prompts:

@@ -210,3 +210,12 @@ class ChatTemplateFormat:
             text = self._apply(conv, hf_msgs, gen=True)
             b.add(text[len(prev):], "header", len(messages), False)
         return b.build()
+
+
+def make_renderer(prompt_format: str, tokenizer) -> Renderer:
+    """The renderer for a datamodule's `prompt_format` ("paper" or "chat_template")."""
+    if prompt_format == "paper":
+        return PaperFormat(eos_token=tokenizer.eos_token)
+    if prompt_format == "chat_template":
+        return ChatTemplateFormat(tokenizer)
+    raise ValueError(f"prompt_format must be 'paper' or 'chat_template', got {prompt_format!r}")

@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 from tl_lightning.constants import IGNORE_INDEX
 from tl_lightning.data.loaders import LoadReport, as_hf_dataset
 from tl_lightning.data.mae import MAESettings, apply_mae
-from tl_lightning.data.render import ChatTemplateFormat, PaperFormat, Rendered
+from tl_lightning.data.render import Rendered, make_renderer
 from tl_lightning.data.schema import Conversation
 from tl_lightning.data.steps import all_step_prompts
 from tl_lightning.data.tokenization import Encoded, PKTSettings, check_prefix, encode_rendered
@@ -121,16 +121,14 @@ class ToolSFTDataModule(L.LightningDataModule):
         self._write_stats()
 
     def load_tokenizer(self):
-        if self.tok is None:
-            from tl_lightning.models.loading import load_tokenizer
+        from tl_lightning.models.loading import load_tokenizer
 
+        if self.tok is None:
             self.tok = load_tokenizer(self.hparams.tokenizer)
         return self.tok
 
     def renderer(self):
-        if self.hparams.prompt_format == "paper":
-            return PaperFormat(eos_token=self.tok.eos_token)
-        return ChatTemplateFormat(self.tok)
+        return make_renderer(self.hparams.prompt_format, self.tok)
 
     def encode_conversation(self, conv: Conversation, counts: Counter | None = None,
                             check: bool = False) -> tuple[Encoded | None, Rendered | None, frozenset[int]]:

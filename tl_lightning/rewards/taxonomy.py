@@ -72,7 +72,8 @@ class GoldCall:
         """From one BFCL possible-answer entry `{"name": {"param": [alternatives]}}` ("" = may be omitted)."""
         (name, params), = entry.items()
         values = {k: [a for a in alts if a != ""] for k, alts in params.items()}
-        optional = frozenset(k for k, alts in params.items() if "" in alts)
+        # "" = may be omitted; an empty alternatives list (some live_* items) admits no value, so only omission fits
+        optional = frozenset(k for k, alts in params.items() if "" in alts or not alts)
         return cls(name, values, optional)
 
 

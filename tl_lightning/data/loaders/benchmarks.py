@@ -223,7 +223,10 @@ def bfcl_files(category: str, data_dir: str | Path | None = None) -> tuple[Path,
     names = [category, "simple_python"] if category == "simple" else [category]
     for sub_q, sub_a in (("", "possible_answer"), ("unused_datasets/question", "unused_datasets/possible_answer")):
         for name in names:
-            found = sorted((root / sub_q).glob(f"BFCL_v*_{name}.json"), reverse=True)
+            # exact match: a glob "BFCL_v*_multiple.json" would also catch BFCL_v3_parallel_multiple.json
+            pattern = re.compile(rf"BFCL_v(\d+)_{re.escape(name)}\.json")
+            found = sorted((p for p in (root / sub_q).glob("BFCL_v*.json") if pattern.fullmatch(p.name)),
+                           key=lambda p: int(pattern.fullmatch(p.name).group(1)), reverse=True)
             if found:
                 answer = root / sub_a / found[0].name
                 return found[0], answer if answer.is_file() else None
@@ -238,9 +241,8 @@ def _bfcl_canonical(ground_truth: list) -> tuple[ToolCall, ...]:
         (fname, params), = entry.items()
         args = {}
         for pname, alternatives in params.items():
-            chosen = next((a for a in alternatives if a != ""), None)
-            if chosen is not None or "" not in alternatives:
-                args[pname] = chosen
+            if any(a != "" for a in alternatives):  # else: may be omitted (or no value fits): leave it out
+                args[pname] = next(a for a in alternatives if a != "")
         calls.append(ToolCall(fname, args))
     return tuple(calls)
 
