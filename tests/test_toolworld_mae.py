@@ -80,4 +80,12 @@ def test_mae_on_rotbench_third_turn():
     ref = sum(1 for c in convs for m in c.messages if m.role == "tool" and ReferenceDetector()(m.content).is_error)
     st = sum(1 for c in convs for m in c.messages if m.role == "tool" and StructuredDetector()(m.content).is_error)
     assert tool_msgs == 133 and ref == 46  # data.md §2.2: 46 of 133 match the paper's markers
-    assert 0 < st < ref  # ours does not flag success payloads with an empty "error" field
+    # ours: +6 real failures the list misses (KeyError 'da', a 401, bytes not JSON serializable), -8 successes it
+    # flags (empty "error" fields, "errors": [], error_code 0, an abstract containing the word "error")
+    assert st == 44
+    outs = [m.content for c in convs for m in c.messages if m.role == "tool"]
+    assert StructuredDetector()("'da'").category == "key_error" and "'da'" in outs
+    assert not StructuredDetector()('{"get": "drivers", "errors": [], "results": 0, "response": []}').is_error
+    assert StructuredDetector()('{"status_code": 200, "response": [{"status_code": 400, "error": "Invalid Domain"}]}').is_error
+    assert StructuredDetector()('{"errors": [{"code": "DIS1004", "status": "404"}]}').is_error
+    assert StructuredDetector()("slice indices must be integers or None or have an __index__ method").is_error

@@ -6,9 +6,10 @@ Detectors map a tool output to a `Detection(is_error, category, reason)`:
     character except CJK, ASCII letters, digits and `^`, lower-case, substring match. Quirk, reproduced on
     purpose: the markers `"error":` and `'error'` normalise to the bare word `error`, so *any* output containing
     "error" anywhere (e.g. "no errors", or RoTBench's success payloads with `"error": ""`) counts as an error.
-  * `StructuredDetector` (default) — what the paper meant: a non-empty JSON `error` field, Python exception
-    messages (NameError "is not defined", TypeError "missing … positional argument" / "unexpected keyword
-    argument", other `XxxError:` lines), HTTP 4xx/5xx status lines, "not supported".
+  * `StructuredDetector` (default) — what the paper meant: a non-empty JSON `error` / `errors` field or a 4xx/5xx
+    status anywhere in the first levels of a JSON reply, Python exception messages (NameError "is not defined",
+    TypeError "missing … positional argument" / "unexpected keyword argument", other `XxxError:` lines, common
+    messages printed without their class, a bare `'key'` from a KeyError), HTTP 4xx/5xx lines, "not supported".
   * `RegexDetector` — user patterns from the config.
 """
 
@@ -70,7 +71,34 @@ _PY_ERRORS = [
      "http_error"),
     (re.compile(r"\bnot supported\b", re.I), "not_supported"),
     (re.compile(r"^(?:Traceback \(most recent call last\)|[A-Z]\w*(?:Error|Exception)\b:)", re.M), "exception"),
+    # Python exception messages printed without their class (seen in RoTBench / ToolEyes tool outputs)
+    (re.compile(r"slice indices must be integers|is not JSON serializable|object is not subscriptable|"
+                r"object has no attribute|unsupported operand type|invalid literal for int\(\)|"
+                r"list index out of range|division by zero|object is not callable"), "exception"),
+    (re.compile(r"\A\s*'[A-Za-z_][\w.-]*'\s*\Z"), "key_error"),  # str(KeyError('related_searches'))
 ]
+_ERROR_KEYS = ("error", "Error", "errors", "error_message", "errorMessage")
+
+
+def _json_error(obj, depth: int = 0) -> Detection | None:
+    """A non-empty error field or a 4xx/5xx status anywhere in the first levels of a JSON reply."""
+    if depth > 3:
+        return None
+    if isinstance(obj, list):
+        return next((d for d in (_json_error(x, depth + 1) for x in obj[:50]) if d), None)
+    if not isinstance(obj, dict):
+        return None
+    for key in _ERROR_KEYS:
+        err = obj.get(key)
+        if err not in (None, "", [], {}, False, 0):
+            return Detection(True, "error_field", f"{key}: {str(err)[:120]}")
+    for key in ("status_code", "status", "statusCode", "code"):
+        status = obj.get(key)
+        if isinstance(status, str) and status.isdigit():
+            status = int(status)
+        if isinstance(status, int) and not isinstance(status, bool) and 400 <= status < 600:
+            return Detection(True, "http_error", f"{key} {status}")
+    return next((d for d in (_json_error(v, depth + 1) for v in obj.values() if isinstance(v, (dict, list))) if d), None)
 
 
 @dataclass(frozen=True)
@@ -79,19 +107,18 @@ class StructuredDetector:
 
     def __call__(self, output: str) -> Detection:
         text = output.strip()
-        if text.startswith("{"):
+        if text[:1] in "{[":
             try:
                 obj = json.loads(text)
             except (json.JSONDecodeError, RecursionError):
                 obj = None
+            hit = _json_error(obj)
+            if hit:
+                return hit
             if isinstance(obj, dict):
-                err = obj.get("error", obj.get("Error"))
-                if err not in (None, "", [], {}, False):
-                    return Detection(True, "error_field", f"error field: {str(err)[:120]}")
-                status = obj.get("status_code", obj.get("status"))
-                if isinstance(status, int) and status >= 400:
-                    return Detection(True, "http_error", f"status {status}")
                 text = str(obj.get("response", ""))  # ToolBench wraps API replies as {"error", "response"}
+            elif obj is not None:
+                return OK
         for pattern, category in _PY_ERRORS:
             m = pattern.search(text)
             if m:
