@@ -54,7 +54,8 @@ class EvalSystem(L.LightningModule):
             self.model = load_for_inference(self.policy_settings, device)
 
     def on_test_start(self) -> None:
-        root = self.hparams.output_dir or self.trainer.log_dir or self.trainer.default_root_dir
+        # without a logger there is no log dir: keep the report out of the working directory's top level
+        root = self.hparams.output_dir or self.trainer.log_dir or Path(self.trainer.default_root_dir) / "eval"
         self.out_dir = Path(root)
         (self.out_dir / "predictions").mkdir(parents=True, exist_ok=True)
         for f in (self.out_dir / "predictions").glob("*.jsonl"):
