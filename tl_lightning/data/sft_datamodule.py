@@ -17,7 +17,7 @@ from typing import Literal
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
 
 from tl_lightning.constants import IGNORE_INDEX
 from tl_lightning.data.loaders import LoadReport, as_hf_dataset
@@ -92,12 +92,16 @@ class ToolSFTDataModule(L.LightningDataModule):
         batch_size: sequences per batch.
         num_workers: DataLoader workers.
         cache_dir: HF datasets cache for file sources (default: the HF cache).
+        shuffle: shuffle the training examples each epoch.
+        shuffle_seed: seed of that order. The sampler is a DistributedSampler on any number of processes, so the
+            global batch at every step is the same on 1 or N devices (tested: 2-process DDP == 1 process).
     """
 
     def __init__(self, tokenizer: str = "codellama/CodeLlama-7b-hf", train: DataSource = DataSource(),
                  val: DataSource | None = None, prompt_format: Literal["paper", "chat_template"] = "paper",
                  mae: MAESettings = MAESettings(), pkt: PKTSettings = PKTSettings(), max_length: int = 2048,
-                 batch_size: int = 4, num_workers: int = 0, cache_dir: str | None = None) -> None:
+                 batch_size: int = 4, num_workers: int = 0, cache_dir: str | None = None, shuffle: bool = True,
+                 shuffle_seed: int = 0) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.train_source = as_dataclass(DataSource, train)
@@ -180,12 +184,20 @@ class ToolSFTDataModule(L.LightningDataModule):
             (out / "data_stats.json").write_text(json.dumps(self.stats, indent=2, default=str))
 
     def _loader(self, name: str, shuffle: bool) -> DataLoader:
-        return DataLoader(self.datasets[name], batch_size=self.hparams.batch_size, shuffle=shuffle,
+        import torch.distributed as dist
+
+        distributed = dist.is_available() and dist.is_initialized()
+        # Our own DistributedSampler (Lightning keeps an existing one): same order and global batches on 1 or N
+        # processes; Lightning calls set_epoch on it each epoch.
+        sampler = DistributedSampler(self.datasets[name], num_replicas=dist.get_world_size() if distributed else 1,
+                                     rank=dist.get_rank() if distributed else 0, shuffle=shuffle,
+                                     seed=self.hparams.shuffle_seed)
+        return DataLoader(self.datasets[name], batch_size=self.hparams.batch_size, sampler=sampler,
                           num_workers=self.hparams.num_workers,
                           collate_fn=partial(pad_sft_batch, pad_id=self.tok.pad_token_id))
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+        return self._loader("train", shuffle=self.hparams.shuffle)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val", shuffle=False)

@@ -31,17 +31,27 @@ def token_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Ten
     return ce.view(shift_labels.shape)
 
 
-def weighted_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+def label_weights(labels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """(b, t-1) weights of the predicted positions: `weights` shifted like the labels, 0 where ignored."""
+    return weights[:, 1:].float() * (labels[:, 1:] != IGNORE_INDEX)
+
+
+def weighted_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor,
+                           normalizer: torch.Tensor | None = None) -> torch.Tensor:
     """Σ w·CE / Σ w over positions whose label is not IGNORE_INDEX.
 
     Args:
         logits: (b, t, v) unshifted.
         labels: (b, t) unshifted, IGNORE_INDEX where masked.
         weights: (b, t) aligned with labels; values at masked positions are ignored.
+        normalizer: the denominator to use instead of this batch's Σ w. Under data parallelism pass the mean Σ w
+            over ranks: DDP averages gradients, so every rank's Σ w·CE / mean(Σ w) averages to the global
+            Σ w·CE / Σ w (Note [weight normalisation]).
 
     Returns:
         Scalar loss (0 with no labelled token, keeping the graph connected).
     """
     ce = token_cross_entropy(logits, labels)
-    w = weights[:, 1:].to(ce.dtype) * (labels[:, 1:] != IGNORE_INDEX)
-    return (ce * w).sum() / w.sum().clamp_min(1e-8)
+    w = label_weights(labels, weights).to(ce.dtype)
+    denom = w.sum() if normalizer is None else normalizer.to(ce.dtype)
+    return (ce * w).sum() / denom.clamp_min(1e-8)

@@ -17,7 +17,7 @@ from tl_lightning.metrics.tool_call import ToolCallMetrics
 from tl_lightning.models.generation import GenerationSettings
 from tl_lightning.models.loading import ModelSettings, load_policy
 from tl_lightning.rewards.taxonomy import golds_for
-from tl_lightning.objectives.weighted_ce import token_cross_entropy, weighted_cross_entropy
+from tl_lightning.objectives.weighted_ce import label_weights, token_cross_entropy, weighted_cross_entropy
 
 
 def cosine_with_warmup(step: int, warmup: int, total: int, min_ratio: float = 0.0) -> float:
@@ -72,10 +72,17 @@ class SFTSystem(L.LightningModule):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
 
+    def _weight_normalizer(self, batch: dict) -> torch.Tensor | None:
+        """Mean Σw over data-parallel ranks (None on one process): the global Σ w·CE / Σ w under DDP."""
+        if self._trainer is None or self.trainer.world_size <= 1:
+            return None
+        local = label_weights(batch["labels"], batch["weights"]).sum()
+        return self.all_gather(local.detach()).float().mean()
+
     def _losses(self, batch: dict) -> dict[str, torch.Tensor]:
         logits = self(batch["input_ids"], batch["attention_mask"])
         labels = batch["labels"]
-        weighted = weighted_cross_entropy(logits, labels, batch["weights"])
+        weighted = weighted_cross_entropy(logits, labels, batch["weights"], self._weight_normalizer(batch))
         with torch.no_grad():
             ce = token_cross_entropy(logits, labels)
             trained = labels[:, 1:] != IGNORE_INDEX
@@ -91,7 +98,8 @@ class SFTSystem(L.LightningModule):
         out = self._losses(batch)
         bs = batch["input_ids"].size(0)
         for k in ("loss", "weighted_loss", "key_token_acc", "token_acc"):
-            self.log(f"train/{k}", out[k], prog_bar=k == "loss", batch_size=bs)
+            # weighted_loss synced over ranks: the mean of Σ_r w·CE / mean(Σw) is the global Σ w·CE / Σ w
+            self.log(f"train/{k}", out[k], prog_bar=k == "loss", batch_size=bs, sync_dist=k == "weighted_loss")
         now = time.perf_counter()
         if self._t_last is not None:
             self.log("train/tokens_per_s", batch["attention_mask"].sum().float() / (now - self._t_last), batch_size=bs)
