@@ -2,7 +2,8 @@
 
 Same tiny NF4 checkpoint (loaded through the same from_pretrained path), same ToolWorld conversations rendered in
 the paper format, LoRA r8 on all linear layers, batch size, max length, AdamW lr, fp32, no gradient
-checkpointing, no packing. Runs alternate (ours, TRL, ours, TRL, ...) in fresh subprocesses, so each reports its
+checkpointing, no packing. "ours" batches by length (the default, less padding); "ours_ungrouped" batches in
+random order like TRL's default. Runs alternate (ours, ours_ungrouped, TRL, ...) in fresh subprocesses, so each reports its
 own peak RSS; tokens/s counts non-padding tokens seen by the model's forward (one hook, both frameworks) over the
 timed steps (warm-up steps excluded). Ours trains with PKT weights and MAE masks; TRL trains plain CE on all
 tokens of the text: the forward/backward work is the same sequences.
@@ -58,7 +59,7 @@ def _texts(n: int) -> list[str]:
     return [PaperFormat(eos_token="</s>").render(c).text for c in DataSource(size=n).load()[0]]
 
 
-def run_ours(ckpt: str, steps: int, batch: int, max_length: int) -> dict:
+def run_ours(ckpt: str, steps: int, batch: int, max_length: int, group_by_length: bool = True) -> dict:
     import lightning as L
     import torch
 
@@ -80,7 +81,7 @@ def run_ours(ckpt: str, steps: int, batch: int, max_length: int) -> dict:
                                      lora=LoraSettings(r=8, alpha=16, dropout=0.0)),
                        optimizer=lambda p: torch.optim.AdamW(p, lr=2e-4), warmup_ratio=0.0, schedule="constant")
     dm = ToolSFTDataModule(tokenizer=ckpt, train=DataSource(size=200), val=DataSource(split="val", size=2),
-                           max_length=max_length, batch_size=batch)
+                           max_length=max_length, batch_size=batch, group_by_length=group_by_length)
     L.Trainer(accelerator="cpu", max_steps=steps + WARMUP, logger=False, enable_checkpointing=False,
               enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
               callbacks=[Clock()]).fit(system, dm)
@@ -125,20 +126,23 @@ def main() -> None:
     ap.add_argument("--max-length", type=int, default=1024)
     ap.add_argument("--hidden", type=int, default=64)
     ap.add_argument("--layers", type=int, default=2)
-    ap.add_argument("--worker", choices=["ours", "trl"])
+    ap.add_argument("--worker", choices=["ours", "ours_ungrouped", "trl"])
     ap.add_argument("--ckpt")
     a = ap.parse_args()
     if a.worker:
-        fn = run_ours if a.worker == "ours" else run_trl
-        print("RESULT " + json.dumps(fn(a.ckpt, a.steps, a.batch, a.max_length)))
+        if a.worker == "trl":
+            result = run_trl(a.ckpt, a.steps, a.batch, a.max_length)
+        else:
+            result = run_ours(a.ckpt, a.steps, a.batch, a.max_length, group_by_length=a.worker == "ours")
+        print("RESULT " + json.dumps(result))
         return
     from tl_lightning.models.tiny import build_tiny_checkpoint
 
     with tempfile.TemporaryDirectory() as d:
         ckpt = str(build_tiny_checkpoint(Path(d) / "tiny", hidden=a.hidden, layers=a.layers))
-        runs: dict[str, list[dict]] = {"ours": [], "trl": []}
+        runs: dict[str, list[dict]] = {"ours": [], "ours_ungrouped": [], "trl": []}
         for _ in range(a.rounds):
-            for name in ("ours", "trl"):
+            for name in runs:
                 out = subprocess.run([sys.executable, "-m", "benchmarks.trl_sft", "--worker", name, "--ckpt", ckpt,
                                       "--steps", str(a.steps), "--batch", str(a.batch), "--max-length", str(a.max_length)],
                                      capture_output=True, text=True, check=True)
@@ -151,6 +155,8 @@ def main() -> None:
                                 "max_length": a.max_length, "timed_steps": a.steps, "rounds": a.rounds, "trl": trl.__version__},
                       "median": {n: {k: round(v, 1) for k, v in m.items()} for n, m in med.items()},
                       "ours_over_trl_tokens_per_s": round(med["ours"]["tokens_per_s"] / med["trl"]["tokens_per_s"], 3),
+                      "ours_ungrouped_over_trl_tokens_per_s": round(med["ours_ungrouped"]["tokens_per_s"] /
+                                                                    med["trl"]["tokens_per_s"], 3),
                       "runs": runs}, indent=1))
 
 

@@ -23,6 +23,7 @@ from tl_lightning.constants import IGNORE_INDEX
 from tl_lightning.data.loaders import LoadReport, as_hf_dataset
 from tl_lightning.data.mae import MAESettings, apply_mae
 from tl_lightning.data.render import Rendered, make_renderer
+from tl_lightning.data.samplers import LengthGroupedSampler
 from tl_lightning.data.schema import Conversation
 from tl_lightning.data.steps import all_step_prompts
 from tl_lightning.data.tokenization import Encoded, PKTSettings, check_prefix, encode_rendered
@@ -95,13 +96,15 @@ class ToolSFTDataModule(L.LightningDataModule):
         shuffle: shuffle the training examples each epoch.
         shuffle_seed: seed of that order. The sampler is a DistributedSampler on any number of processes, so the
             global batch at every step is the same on 1 or N devices (tested: 2-process DDP == 1 process).
+        group_by_length: batch sequences of similar length together (training only): less padding, the same
+            examples per epoch; see `samplers.LengthGroupedSampler`.
     """
 
     def __init__(self, tokenizer: str = "codellama/CodeLlama-7b-hf", train: DataSource = DataSource(),
                  val: DataSource | None = None, prompt_format: Literal["paper", "chat_template"] = "paper",
                  mae: MAESettings = MAESettings(), pkt: PKTSettings = PKTSettings(), max_length: int = 2048,
                  batch_size: int = 4, num_workers: int = 0, cache_dir: str | None = None, shuffle: bool = True,
-                 shuffle_seed: int = 0) -> None:
+                 shuffle_seed: int = 0, group_by_length: bool = True) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.train_source = as_dataclass(DataSource, train)
@@ -187,11 +190,15 @@ class ToolSFTDataModule(L.LightningDataModule):
         import torch.distributed as dist
 
         distributed = dist.is_available() and dist.is_initialized()
+        world, rank = (dist.get_world_size(), dist.get_rank()) if distributed else (1, 0)
         # Our own DistributedSampler (Lightning keeps an existing one): same order and global batches on 1 or N
         # processes; Lightning calls set_epoch on it each epoch.
-        sampler = DistributedSampler(self.datasets[name], num_replicas=dist.get_world_size() if distributed else 1,
-                                     rank=dist.get_rank() if distributed else 0, shuffle=shuffle,
-                                     seed=self.hparams.shuffle_seed)
+        if shuffle and self.hparams.group_by_length:
+            sampler = LengthGroupedSampler([len(e["input_ids"]) for e in self.datasets[name]], self.hparams.batch_size,
+                                           world, rank, seed=self.hparams.shuffle_seed)
+        else:
+            sampler = DistributedSampler(self.datasets[name], num_replicas=world, rank=rank, shuffle=shuffle,
+                                         seed=self.hparams.shuffle_seed)
         return DataLoader(self.datasets[name], batch_size=self.hparams.batch_size, sampler=sampler,
                           num_workers=self.hparams.num_workers,
                           collate_fn=partial(pad_sft_batch, pad_id=self.tok.pad_token_id))
