@@ -88,20 +88,15 @@ def test_token_by_token_labels_with_erroneous_middle_turn(tokenizer):
     offsets = tokenizer(rendered.text, return_offsets_mapping=True)["offset_mapping"]
     text_of = [rendered.text[a:b] for a, b in offsets]
     trained = [(text_of[i], enc.weights[i], enc.key_mask[i]) for i, l in enumerate(enc.labels) if l != IGNORE_INDEX]
-    # Turn 1 (blocked) contributes nothing; turns 3 and 5 are trained in full, each ending with </s>.
-    body3 = "".join(t for t, _, _ in trained[: len(trained) - sum(1 for t in trained[-8:])])
-    assert "get_papers(" not in "".join(t for t, _, _ in trained).replace("get_papers_by_keywords(", "")
-    assert "".join(t for t, _, _ in trained).count("</s>") == 2
-    text = "".join(t for t, _, _ in trained)
-    assert text == " get_papers_by_keywords(query='tool learning')</s> finish(answer='P-1')</s>"
-    keys = [t for t, _, k in trained if k]
-    # get_papers_by_keywords: first token + the divergence from get_paper_details at char 9 ("s")
+    # Turn 1 (blocked by MAE) contributes nothing; turns 3 and 5 are trained in full, each ending with </s>.
+    assert "".join(t for t, _, _ in trained) == " get_papers_by_keywords(query='tool learning')</s> finish(answer='P-1')</s>"
+    assert enc.n_blocked > 0 and "get_papers(" in rendered.text  # the erroneous call stays in the context
+    first_turn = trained[: [t for t, _, _ in trained].index("</s>") + 1]
+    keys = [t for t, _, k in first_turn if k]
+    # get_papers_by_keywords: its first token, plus the token where it diverges from get_paper_details ("s" at char 9)
     assert keys[0].strip().startswith("get") and len(keys) >= 2
-    n_turn3 = text_of.index("</s>") if "</s>" in text_of else None
-    first_turn = [x for x in trained[: [t for t, _, _ in trained].index("</s>") + 1]]
-    n_key = sum(k for _, _, k in first_turn)
+    n_key = len(keys)
     w = pkt_weight(n_key, len(first_turn) - n_key, 9.0)
-    assert all(wt == (w if k else 1.0) for _, wt, k in first_turn)
+    assert w > 1 and all(wt == (w if k else 1.0) for _, wt, k in first_turn)
     finish_turn = trained[len(first_turn):]
-    assert [k for _, _, k in finish_turn].count(True) == 1 and finish_turn[0][2]  # finish: only its first token
-    assert enc.n_blocked > 0 and body3 is not None and n_turn3 is not None
+    assert [k for _, _, k in finish_turn] == [True] + [False] * (len(finish_turn) - 1)  # finish: only its first token
