@@ -12,8 +12,11 @@ from main import cli_main
 from tl_lightning.cli import TLCLI
 
 ROOT = Path(__file__).resolve().parents[1] / "configs"
-OVERLAYS = {ROOT / "tiny.yaml", ROOT / "tiny_ppo.yaml", ROOT / "eval" / "tiny.yaml"}
-CONFIGS = sorted(p for p in ROOT.rglob("*.yaml") if p not in OVERLAYS)
+STRATEGIES = sorted((ROOT / "strategies").glob("*.yaml"))
+OVERLAYS = {ROOT / "tiny.yaml", ROOT / "tiny_ppo.yaml", ROOT / "eval" / "tiny.yaml", *STRATEGIES}
+# stage configs: configs/ and the ablation benchmark's (ids relative to configs/)
+CONFIGS = sorted([p for p in ROOT.rglob("*.yaml") if p not in OVERLAYS] +
+                 list((ROOT.parent / "benchmarks" / "ablation").glob("*.yaml")))
 
 
 def overlay_for(config: Path) -> Path:
@@ -26,7 +29,7 @@ def _subcommand(config: Path) -> str:
     return "test" if "evaluation" in yaml.safe_load(config.read_text())["model"]["class_path"] else "fit"
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: str(p.relative_to(ROOT.parent)))
 def test_config_validates_alone(config):
     out = io.StringIO()
     with contextlib.redirect_stdout(out), pytest.raises(SystemExit) as e:
@@ -37,9 +40,21 @@ def test_config_validates_alone(config):
     assert "tokenizer" not in resolved["data"]["init_args"]  # linked from the policy checkpoint, never written twice
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: str(p.relative_to(ROOT.parent)))
 def test_config_with_tiny_overlay_instantiates(config):
     cli = TLCLI(args=["--config", str(config), "--config", str(overlay_for(config))], run=False)
     assert cli.model.policy_settings.checkpoint == "runs/tiny-llama"
     assert cli.trainer.accelerator.__class__.__name__ == "CPUAccelerator"
     assert cli.datamodule.hparams.tokenizer == cli.model.policy_settings.checkpoint  # linked, written once
+
+
+@pytest.mark.parametrize("overlay", STRATEGIES, ids=lambda p: p.name)
+@pytest.mark.parametrize("stage", ["sft.yaml", "ppo.yaml"])
+def test_strategy_overlays_compose_with_each_stage(overlay, stage):
+    tiny = ROOT / ("tiny.yaml" if stage == "sft.yaml" else "tiny_ppo.yaml")
+    cli = TLCLI(args=["--config", str(ROOT / stage), "--config", str(overlay), "--config", str(tiny)], run=False)
+    assert cli.trainer.num_devices == 2
+    expected = "BlockFSDPStrategy" if "fsdp" in overlay.name else "DDPStrategy"
+    assert type(cli.trainer.strategy).__name__ == expected
+    if "fsdp" in overlay.name:
+        assert cli.model.policy_settings.quant_storage == "bfloat16"

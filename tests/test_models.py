@@ -98,3 +98,21 @@ def test_missing_bitsandbytes_is_one_line(monkeypatch):
     monkeypatch.setattr(loading.importlib.util, "find_spec", lambda name: None if name == "bitsandbytes" else real(name))
     with pytest.raises(UserError, match="needs bitsandbytes"):
         loading.quantization_config("nf4", torch.float32)
+
+
+def test_compile_option_compiles_each_decoder_layer_in_place(tiny_checkpoint):
+    """`policy.compile` wraps every block with torch.compile without changing the module tree or state-dict keys
+    (compiling itself is slow on CPU; benchmarks/compile.py measures it)."""
+    from tl_lightning.models.loading import load_policy
+
+    settings = ModelSettings(checkpoint=tiny_checkpoint, quantization="nf4", compute_dtype="float32",
+                             lora=LoraSettings(r=4, dropout=0.0))
+    plain = load_policy(settings)
+    compiled = load_policy(ModelSettings(**{**settings.__dict__, "compile": True}))
+    layers = [m for m in compiled.modules() if type(m).__name__ == "LlamaDecoderLayer"]
+    assert len(layers) == 2 and all(m._compiled_call_impl is not None for m in layers)
+    assert list(compiled.state_dict()) == list(plain.state_dict())
+
+
+def test_quantization_none_alias_from_the_command_line():
+    assert ModelSettings(quantization="none").quantization is None

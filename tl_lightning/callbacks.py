@@ -9,6 +9,8 @@ from pathlib import Path
 
 import lightning as L
 
+from tl_lightning.strategies import full_state_dict
+
 log = logging.getLogger(__name__)
 
 
@@ -26,11 +28,15 @@ class HFExport(L.Callback):
         self.final_dir: Path | None = None
 
     def _export(self, trainer: L.Trainer, pl_module: L.LightningModule, name: str) -> Path | None:
-        if not trainer.is_global_zero or getattr(pl_module, "model", None) is None:
+        if getattr(pl_module, "model", None) is None:
+            return None
+        state = full_state_dict(pl_module.model)  # FSDP: a collective every rank joins; None otherwise
+        if not trainer.is_global_zero:
             return None
         out = Path(trainer.log_dir or trainer.default_root_dir) / self.dirname / name
         out.mkdir(parents=True, exist_ok=True)
-        pl_module.model.save_pretrained(out)  # every adapter (PPO's "critic" goes to a sub-folder)
+        # every adapter (PPO's "critic" goes to a sub-folder)
+        pl_module.model.save_pretrained(out, **({"state_dict": state} if state is not None else {}))
         value_head = getattr(pl_module, "value_head", None)
         if value_head is not None:  # PPO: the value head travels with the adapters
             from safetensors.torch import save_file

@@ -50,6 +50,8 @@ def predict(model, tokenizer, renderer: Renderer, prompts: list[Conversation], s
     for i, conv in enumerate(prompts):
         text = tokenizer.decode(responses[i], skip_special_tokens=True)
         parsed = parse_calls(text)
-        preds.append(Prediction(conv, text, parsed, classify(parsed, golds_for(conv), conv.tools, free_text_tools),
+        # noisy data (data/noise.py) renames the finish / ask_to_user roles per conversation
+        free = frozenset(conv.meta["free_text_tools"]) if "free_text_tools" in conv.meta else free_text_tools
+        preds.append(Prediction(conv, text, parsed, classify(parsed, golds_for(conv), conv.tools, free),
                                 len(ids[i]), len(responses[i])))
     return preds

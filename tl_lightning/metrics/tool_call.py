@@ -74,16 +74,20 @@ class ToolCallMetrics(Metric):
 
     def update(self, predictions: Sequence, golds: Sequence[Sequence[GoldAnswer]],
                tools: Sequence[Sequence[ToolSpec]]) -> None:
+        self.update_classified([classify(pred, gold, tl, self.free_text_tools)
+                                for pred, gold, tl in zip(predictions, golds, tools, strict=True)])
+
+    def update_classified(self, classifications: Sequence[Classification]) -> None:
+        """Accumulate items already classified (e.g. by `predict`, with per-item free-text tools)."""
         counts = torch.zeros_like(self.category_counts)
         sums = torch.zeros_like(self.sums)
-        for pred, gold, tl in zip(predictions, golds, tools, strict=True):
-            c = classify(pred, gold, tl, self.free_text_tools)
+        for c in classifications:
             counts[CATEGORIES.index(c.category)] += 1
             scores = item_scores(c)
             sums += torch.tensor([scores[k] for k in SCALARS], dtype=sums.dtype)
         self.category_counts += counts
         self.sums += sums
-        self.total += len(predictions)
+        self.total += len(classifications)
 
     def compute(self) -> dict[str, torch.Tensor]:
         n = self.total.clamp_min(1)

@@ -21,7 +21,7 @@ import torch
 from tl_lightning.errors import UserError
 
 log = logging.getLogger(__name__)
-Quantization = Literal["nf4", "int8"] | None
+Quantization = Literal["nf4", "int8", "none"] | None
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -54,11 +54,15 @@ class ModelSettings:
     checkpoint: str = "codellama/CodeLlama-7b-hf"
     """A hub id or a local directory saved with `save_pretrained`."""
     quantization: Quantization = "nf4"
-    """"nf4" (4-bit NormalFloat, QLoRA), "int8" (LLM.int8) or null for full precision."""
+    """"nf4" (4-bit NormalFloat, QLoRA), "int8" (LLM.int8), or null / "none" for full precision ("none" exists
+    because jsonargparse cannot set a nested key to null from the command line)."""
     compute_dtype: Literal["float32", "bfloat16", "float16"] = "bfloat16"
     """dtype of the matmuls (and of the non-quantized weights)."""
     double_quant: bool = True
     """NF4 double quantization (quantize the quantization constants; saves ~0.4 bit/param)."""
+    quant_storage: Literal["uint8", "bfloat16", "float16", "float32"] = "uint8"
+    """dtype the packed 4-bit weights are stored in. FSDP needs it equal to compute_dtype (one dtype per flat
+    parameter); configs/strategies/fsdp.yaml sets it."""
     lora: LoraSettings | None = field(default_factory=LoraSettings)
     """LoRA settings; null trains all weights (only possible without quantization)."""
     adapter: str | None = None
@@ -67,8 +71,13 @@ class ModelSettings:
     """Recompute activations in the backward pass: less memory, ~30% more compute."""
     trust_remote_code: bool = False
     """Allow model code from the hub; off unless you trust the repository."""
+    compile: bool = False
+    """torch.compile each decoder layer in place (regional compilation: one graph reused by every layer, state-dict
+    keys unchanged). Training only; measured by `benchmarks/compile.py` (see the README before turning it on)."""
 
     def __post_init__(self) -> None:
+        if self.quantization == "none":
+            self.quantization = None
         if self.quantization not in ("nf4", "int8", None):
             raise UserError(f"quantization must be nf4, int8 or null, got {self.quantization!r}")
 
@@ -100,7 +109,8 @@ def resolve_checkpoint(checkpoint: str, marker: str = "config.json") -> str:
     return checkpoint
 
 
-def quantization_config(quantization: Quantization, compute_dtype: torch.dtype, double_quant: bool = True):
+def quantization_config(quantization: Quantization, compute_dtype: torch.dtype, double_quant: bool = True,
+                        quant_storage: str = "uint8"):
     if quantization is None:
         return None
     if importlib.util.find_spec("bitsandbytes") is None:
@@ -111,7 +121,8 @@ def quantization_config(quantization: Quantization, compute_dtype: torch.dtype, 
     if quantization == "int8":
         return BitsAndBytesConfig(load_in_8bit=True)
     return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute_dtype,
-                              bnb_4bit_use_double_quant=double_quant)
+                              bnb_4bit_use_double_quant=double_quant,
+                              bnb_4bit_quant_storage=getattr(torch, quant_storage))
 
 
 def disable_cpu_bf16_repack(model: torch.nn.Module) -> int:
@@ -154,7 +165,8 @@ def load_base_model(settings: ModelSettings, device: torch.device | str = "cpu")
     dtype = DTYPES[settings.compute_dtype]
     model = AutoModelForCausalLM.from_pretrained(
         resolve_checkpoint(settings.checkpoint), dtype=dtype,
-        quantization_config=quantization_config(settings.quantization, dtype, settings.double_quant),
+        quantization_config=quantization_config(settings.quantization, dtype, settings.double_quant,
+                                                settings.quant_storage),
         device_map={"": device} if settings.quantization else None, trust_remote_code=settings.trust_remote_code)
     if settings.quantization:
         disable_cpu_bf16_repack(model)
@@ -191,7 +203,17 @@ def load_policy(settings: ModelSettings, device: torch.device | str = "cpu") -> 
     """Base model (quantized as configured) + LoRA, in train mode (HF loads models in eval mode)."""
     model = prepare_for_training(load_base_model(settings, device), settings)
     model.train()
+    if settings.compile:
+        compile_decoder_layers(model)
     return model
+
+
+def compile_decoder_layers(model: torch.nn.Module) -> int:
+    """`Module.compile()` on every `*DecoderLayer` (in place, so checkpoints and adapters save as usual)."""
+    layers = [m for m in model.modules() if type(m).__name__.endswith("DecoderLayer")]
+    for layer in layers:
+        layer.compile(dynamic=True)  # sequence lengths vary from batch to batch
+    return len(layers)
 
 
 def load_for_inference(settings: ModelSettings, device: torch.device | str = "cpu") -> Any:

@@ -21,7 +21,7 @@ from tl_lightning.evaluation.report import write_report
 from tl_lightning.metrics.tool_call import SchemaValidityMetrics, ToolCallMetrics
 from tl_lightning.models.generation import GenerationSettings
 from tl_lightning.models.loading import ModelSettings, load_for_inference
-from tl_lightning.rewards.taxonomy import FREE_TEXT_TOOLS, golds_for
+from tl_lightning.rewards.taxonomy import FREE_TEXT_TOOLS
 
 
 class EvalSystem(L.LightningModule):
@@ -74,7 +74,7 @@ class EvalSystem(L.LightningModule):
         conv = p.conversation
         if conv.gold is not None:
             metric = self.metrics.setdefault(group, ToolCallMetrics(free_text_tools=self.free_text_tools))
-            metric.update([p.parsed], [golds_for(conv)], [conv.tools])
+            metric.update_classified([p.classification])
         else:
             metric = self.metrics.setdefault(group, SchemaValidityMetrics())
             metric.update([p.parsed], [conv.tools])

@@ -16,7 +16,6 @@ from tl_lightning.evaluation.predict import predict
 from tl_lightning.metrics.tool_call import ToolCallMetrics
 from tl_lightning.models.generation import GenerationSettings
 from tl_lightning.models.loading import ModelSettings, load_policy
-from tl_lightning.rewards.taxonomy import golds_for
 from tl_lightning.objectives.weighted_ce import label_weights, token_cross_entropy, weighted_cross_entropy
 
 
@@ -69,7 +68,10 @@ class SFTSystem(L.LightningModule):
             if key in checkpoint:
                 checkpoint[key] = to_plain(checkpoint[key])
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                position_ids: torch.Tensor | None = None) -> torch.Tensor:
+        if position_ids is not None:  # packed rows: restarting positions and no 2-D mask = block-diagonal attention
+            return self.model(input_ids=input_ids, position_ids=position_ids, use_cache=False).logits
         return self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
 
     def _weight_normalizer(self, batch: dict) -> torch.Tensor | None:
@@ -80,7 +82,7 @@ class SFTSystem(L.LightningModule):
         return self.all_gather(local.detach()).float().mean()
 
     def _losses(self, batch: dict) -> dict[str, torch.Tensor]:
-        logits = self(batch["input_ids"], batch["attention_mask"])
+        logits = self(batch["input_ids"], batch["attention_mask"], batch.get("position_ids"))
         labels = batch["labels"]
         weighted = weighted_cross_entropy(logits, labels, batch["weights"], self._weight_normalizer(batch))
         with torch.no_grad():
@@ -119,8 +121,7 @@ class SFTSystem(L.LightningModule):
             return
         preds = predict(self.model, dm.tok, dm.renderer(), dm.val_prompts[:n], self.generation,
                         batch_size=dm.hparams.batch_size, add_special_tokens=dm.hparams.prompt_format == "paper")
-        self.val_tool_metrics.update([p.parsed for p in preds], [golds_for(p.conversation) for p in preds],
-                                     [p.conversation.tools for p in preds])
+        self.val_tool_metrics.update_classified([p.classification for p in preds])
         for k, v in self.val_tool_metrics.compute().items():
             self.log(f"val/{k}", v, prog_bar=k == "cf")
         self.val_tool_metrics.reset()

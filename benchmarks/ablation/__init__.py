@@ -1,0 +1,1 @@
+"""Small-scale reproduction of the TL-Training ablation (MAE / PKT / IRM) on ToolWorld; see run.py."""

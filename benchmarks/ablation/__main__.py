@@ -1,0 +1,3 @@
+from benchmarks.ablation.run import main
+
+main()
