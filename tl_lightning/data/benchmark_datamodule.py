@@ -12,11 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import lightning as L
 from torch.utils.data import DataLoader
 
+from tl_lightning.data.base_datamodule import ToolDataModule
 from tl_lightning.data.loaders import LoadReport, load_source
-from tl_lightning.data.render import make_renderer
 from tl_lightning.data.schema import Conversation
 from tl_lightning.data.steps import all_step_prompts
 from tl_lightning.errors import DataError, as_dataclass
@@ -64,7 +63,7 @@ def _load(source: BenchmarkSource, root: Path, on_error: str) -> list[Conversati
     return convs[: source.limit] if source.limit else convs
 
 
-class BenchmarkDataModule(L.LightningDataModule):
+class BenchmarkDataModule(ToolDataModule):
     """Evaluation prompts.
 
     Args:
@@ -86,16 +85,6 @@ class BenchmarkDataModule(L.LightningDataModule):
             raise DataError("no benchmarks configured: set data.init_args.benchmarks")
         self.tok = None
         self.items: list[dict] = []
-
-    def load_tokenizer(self):
-        from tl_lightning.models.loading import load_tokenizer
-
-        if self.tok is None:
-            self.tok = load_tokenizer(self.hparams.tokenizer)
-        return self.tok
-
-    def renderer(self):
-        return make_renderer(self.hparams.prompt_format, self.tok)
 
     def setup(self, stage: str | None = None) -> None:
         if self.items:

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import lightning as L
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
+from tl_lightning.data.base_datamodule import ToolDataModule
 from tl_lightning.data.mae import MAESettings
-from tl_lightning.data.render import make_renderer
 from tl_lightning.data.schema import Conversation
 from tl_lightning.data.sft_datamodule import DataSource
 from tl_lightning.data.steps import all_step_prompts
@@ -38,7 +37,7 @@ class PromptStream(IterableDataset):
             pos += self.batch_size
 
 
-class ToolPromptDataModule(L.LightningDataModule):
+class ToolPromptDataModule(ToolDataModule):
     """Prompts for PPO.
 
     Args:
@@ -61,16 +60,6 @@ class ToolPromptDataModule(L.LightningDataModule):
         self.tok = None
         self.prompts: list[Conversation] = []
         self.consumed = 0  # prompts handed to training_step so far (the system advances it)
-
-    def load_tokenizer(self):
-        from tl_lightning.models.loading import load_tokenizer
-
-        if self.tok is None:
-            self.tok = load_tokenizer(self.hparams.tokenizer)
-        return self.tok
-
-    def renderer(self):
-        return make_renderer(self.hparams.prompt_format, self.tok)
 
     def setup(self, stage: str | None = None) -> None:
         if self.prompts:

@@ -14,14 +14,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
-import lightning as L
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 from tl_lightning.constants import IGNORE_INDEX
+from tl_lightning.data.base_datamodule import ToolDataModule
 from tl_lightning.data.loaders import LoadReport, as_hf_dataset
 from tl_lightning.data.mae import MAESettings, apply_mae
-from tl_lightning.data.render import Rendered, make_renderer
+from tl_lightning.data.render import Rendered
 from tl_lightning.data.samplers import LengthGroupedSampler
 from tl_lightning.data.schema import Conversation
 from tl_lightning.data.steps import all_step_prompts
@@ -119,7 +119,7 @@ def pad_sft_batch(examples: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
             "attention_mask": torch.tensor([[1] * len(e["input_ids"]) + [0] * (t - len(e["input_ids"])) for e in examples])}
 
 
-class ToolSFTDataModule(L.LightningDataModule):
+class ToolSFTDataModule(ToolDataModule):
     """Tool-use SFT data with MAE masks and PKT weights.
 
     Args:
@@ -170,16 +170,6 @@ class ToolSFTDataModule(L.LightningDataModule):
         # Step prompts (context up to a correct call + that call as gold) for greedy-decoded validation metrics.
         self.val_prompts = all_step_prompts(self.val_source.load(self.hparams.cache_dir)[0], self.mae.build())
         self._write_stats()
-
-    def load_tokenizer(self):
-        from tl_lightning.models.loading import load_tokenizer
-
-        if self.tok is None:
-            self.tok = load_tokenizer(self.hparams.tokenizer)
-        return self.tok
-
-    def renderer(self):
-        return make_renderer(self.hparams.prompt_format, self.tok)
 
     def encode_conversation(self, conv: Conversation, counts: Counter | None = None,
                             check: bool = False) -> tuple[Encoded | None, Rendered | None, frozenset[int]]:
