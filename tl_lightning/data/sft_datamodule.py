@@ -11,6 +11,7 @@ import json
 import logging
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -235,12 +236,13 @@ class ToolSFTDataModule(ToolDataModule):
                                          seed=self.hparams.shuffle_seed)
         return DataLoader(self.datasets[name], batch_size=self.hparams.batch_size, sampler=sampler,
                           num_workers=self.hparams.num_workers,
-                          collate_fn=self.collate)
+                          collate_fn=self.collate_fn())
 
-    def collate(self, examples: list[dict]) -> dict[str, torch.Tensor]:
+    def collate_fn(self):
+        """A light picklable collate (DataLoader workers receive it, not the whole datamodule)."""
         if self.hparams.packing:
-            return pack_sft_batch(examples, self.tok.pad_token_id, self.hparams.max_length)
-        return pad_sft_batch(examples, self.tok.pad_token_id)
+            return partial(pack_sft_batch, pad_id=self.tok.pad_token_id, capacity=self.hparams.max_length)
+        return partial(pad_sft_batch, pad_id=self.tok.pad_token_id)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=self.hparams.shuffle)
