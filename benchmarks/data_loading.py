@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from tl_lightning.data.loaders import LoadReport, load_source
-from tl_lightning.data.render import PaperFormat
+from tl_lightning.format.render import PaperFormat
 
 
 def run(shared: Path) -> dict:

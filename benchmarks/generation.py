@@ -14,14 +14,14 @@ from pathlib import Path
 
 import torch
 
-from tl_lightning.data.render import PaperFormat
+from tl_lightning.checkpoints import load_tokenizer
 from tl_lightning.data.steps import all_step_prompts
 from tl_lightning.data.toolworld import ToolWorld
 from tl_lightning.evaluation.predict import prompt_token_ids
+from tl_lightning.format.render import PaperFormat
 from tl_lightning.models.generation import GenerationSettings, generate_responses
-from tl_lightning.models.loading import ModelSettings, load_for_inference, load_tokenizer
+from tl_lightning.models.loading import ModelSettings, load_for_inference
 from tl_lightning.models.tiny import build_tiny_checkpoint
-
 
 
 def run(n_prompts: int, batch: int, new_tokens: int) -> dict:

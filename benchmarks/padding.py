@@ -19,8 +19,10 @@ from pathlib import Path
 import lightning as L
 import torch
 
+from tl_lightning.data.collate import pack_sft_batch, pad_sft_batch
 from tl_lightning.data.samplers import LengthGroupedSampler
-from tl_lightning.data.sft_datamodule import DataSource, ToolSFTDataModule, pack_sft_batch, pad_sft_batch
+from tl_lightning.data.sft_datamodule import ToolSFTDataModule
+from tl_lightning.data.sources import DataSource
 from tl_lightning.models.loading import LoraSettings, ModelSettings
 from tl_lightning.models.tiny import build_tiny_checkpoint
 from tl_lightning.systems.sft import SFTSystem

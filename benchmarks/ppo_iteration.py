@@ -18,7 +18,7 @@ import lightning as L
 import torch
 
 from tl_lightning.data.prompt_datamodule import ToolPromptDataModule
-from tl_lightning.data.sft_datamodule import DataSource
+from tl_lightning.data.sources import DataSource
 from tl_lightning.models.generation import GenerationSettings
 from tl_lightning.models.loading import LoraSettings, ModelSettings
 from tl_lightning.models.tiny import build_tiny_checkpoint

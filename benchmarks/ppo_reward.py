@@ -12,12 +12,13 @@ from collections import Counter
 from pathlib import Path
 
 from main import cli_main
-from tl_lightning.data.render import PaperFormat
-from tl_lightning.data.sft_datamodule import DataSource
+from tl_lightning.checkpoints import load_tokenizer
+from tl_lightning.data.sources import DataSource
 from tl_lightning.data.steps import all_step_prompts
 from tl_lightning.evaluation.predict import predict
+from tl_lightning.format.render import PaperFormat
 from tl_lightning.models.generation import GenerationSettings
-from tl_lightning.models.loading import ModelSettings, load_for_inference, load_tokenizer
+from tl_lightning.models.loading import ModelSettings, load_for_inference
 from tl_lightning.models.tiny import build_tiny_checkpoint
 from tl_lightning.rewards.reward import RewardTable
 

@@ -23,8 +23,9 @@ import torch.nn.functional as F
 from tl_lightning.constants import IGNORE_INDEX
 from tl_lightning.data.loaders import load_source
 from tl_lightning.data.mae import MAESettings, apply_mae
-from tl_lightning.data.render import PaperFormat
-from tl_lightning.data.sft_datamodule import DataSource, ToolSFTDataModule
+from tl_lightning.data.sft_datamodule import ToolSFTDataModule
+from tl_lightning.data.sources import DataSource
+from tl_lightning.format.render import PaperFormat
 from tl_lightning.models.loading import LoraSettings, ModelSettings, load_policy
 from tl_lightning.models.tiny import build_tiny_checkpoint
 from tl_lightning.objectives.weighted_ce import weighted_cross_entropy
@@ -82,7 +83,7 @@ def main() -> None:
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as d:
         ckpt = str(build_tiny_checkpoint(Path(d) / "tiny", hidden=a.hidden, layers=2))
-        from tl_lightning.models.loading import load_tokenizer
+        from tl_lightning.checkpoints import load_tokenizer
 
         tok = load_tokenizer(ckpt)
         out = {"machine": f"{torch.get_num_threads()} CPU threads", "model": f"tiny Llama h{a.hidden} L2, NF4 + LoRA r8",

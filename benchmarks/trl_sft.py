@@ -53,8 +53,8 @@ class StepClock:
 
 
 def _texts(n: int) -> list[str]:
-    from tl_lightning.data.render import PaperFormat
-    from tl_lightning.data.sft_datamodule import DataSource
+    from tl_lightning.data.sources import DataSource
+    from tl_lightning.format.render import PaperFormat
 
     return [PaperFormat(eos_token="</s>").render(c).text for c in DataSource(size=n).load()[0]]
 
@@ -63,7 +63,8 @@ def run_ours(ckpt: str, steps: int, batch: int, max_length: int, group_by_length
     import lightning as L
     import torch
 
-    from tl_lightning.data.sft_datamodule import DataSource, ToolSFTDataModule
+    from tl_lightning.data.sft_datamodule import ToolSFTDataModule
+    from tl_lightning.data.sources import DataSource
     from tl_lightning.models.loading import LoraSettings, ModelSettings
     from tl_lightning.systems.sft import SFTSystem
 
@@ -94,7 +95,8 @@ def run_trl(ckpt: str, steps: int, batch: int, max_length: int) -> dict:
     from transformers import TrainerCallback
     from trl import SFTConfig, SFTTrainer
 
-    from tl_lightning.models.loading import ModelSettings, load_base_model, load_tokenizer
+    from tl_lightning.checkpoints import load_tokenizer
+    from tl_lightning.models.loading import ModelSettings, load_base_model
 
     clock = StepClock()
 

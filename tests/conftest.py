@@ -6,12 +6,12 @@
 
 `tiny_checkpoint` builds a random Llama + in-process BPE tokenizer once per session and saves it with
 `save_pretrained`; tests load it through the production `from_pretrained(..., quantization_config=...)` path.
+Tests mirror the package (tests/format, tests/data, tests/objectives, ...); shared helpers are in helpers.py.
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 import torch
@@ -19,9 +19,6 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 def pytest_configure(config):
@@ -47,13 +44,6 @@ def tiny_checkpoint(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="session")
 def tokenizer(tiny_checkpoint):
-    from tl_lightning.models.loading import load_tokenizer
+    from tl_lightning.checkpoints import load_tokenizer
 
     return load_tokenizer(tiny_checkpoint)
-
-
-def shared_data(*parts: str) -> Path:
-    p = SHARED_DATA.joinpath(*parts)
-    if not p.exists():
-        pytest.skip(f"{p} not present (the ../shared data folder beside the repo)")
-    return p

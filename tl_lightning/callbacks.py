@@ -43,7 +43,7 @@ class HFExport(L.Callback):
 
             save_file({k: v.detach().cpu().contiguous() for k, v in value_head.state_dict().items()},
                       str(out / "value_head.safetensors"))
-        tok = getattr(trainer.datamodule, "tok", None) if trainer.datamodule is not None else None
+        tok = getattr(pl_module, "tokenizer", None)
         if tok is not None:
             tok.save_pretrained(out)
         cfg = Path(trainer.log_dir or "") / "config.yaml"

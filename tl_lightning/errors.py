@@ -46,15 +46,23 @@ def _nested_type(cls: type, name: str):
 
 
 def to_plain(value):
-    """Dataclasses (recursively, also inside dicts and lists) → plain dicts: safe for `weights_only` checkpoints."""
+    """Settings and components → plain data, safe for `weights_only` checkpoints (a record, not a recipe: resume
+    rebuilds everything from the config). Settings dataclasses become dicts of their fields; components (instances
+    of our ABC interfaces) become `{"class_path", "init_args"}`; other objects their class path."""
+    import abc
     import dataclasses
 
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (str, int, float, bool, type(None))):
+        return value
     if isinstance(value, dict):
         return {k: to_plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(to_plain(v) for v in value)
-    if callable(value) and not isinstance(value, type):
-        return None  # e.g. an optimizer factory: rebuilt from the config on resume
-    return value
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [to_plain(v) for v in value]
+    cls = next(c for c in type(value).__mro__ if not c.__module__.startswith("jsonargparse"))  # unwrap lazy_instance
+    class_path = f"{cls.__module__}.{cls.__qualname__}"
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = {f.name: to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {"class_path": class_path, "init_args": fields} if isinstance(value, abc.ABC) else fields
+    if isinstance(value, abc.ABC):
+        return {"class_path": class_path}
+    return None if callable(value) else class_path  # e.g. an optimizer factory: rebuilt from the config

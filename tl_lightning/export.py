@@ -20,7 +20,8 @@ def merge_adapter(adapter_dir: str | Path, out_dir: str | Path, base: str | None
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from tl_lightning.models.loading import DTYPES, load_tokenizer, resolve_checkpoint
+    from tl_lightning.checkpoints import load_tokenizer, resolve_checkpoint
+    from tl_lightning.models.loading import DTYPES
 
     adapter_dir = Path(adapter_dir)
     cfg_file = adapter_dir / "adapter_config.json"

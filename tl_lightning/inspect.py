@@ -12,6 +12,7 @@ import sys
 from collections import Counter
 
 from tl_lightning.constants import IGNORE_INDEX
+from tl_lightning.data.tokenization import tokenize_rendered
 
 
 def token_rows(dm, conv) -> tuple[list[tuple], list[str]]:
@@ -21,8 +22,7 @@ def token_rows(dm, conv) -> tuple[list[tuple], list[str]]:
     if enc is None:
         return [], [f"{conv.id}: dropped by MAE mode {dm.mae.mode}"]
     tok = dm.tok
-    offsets = tok(rendered.text, return_offsets_mapping=True,
-                  add_special_tokens=dm.hparams.prompt_format == "paper")["offset_mapping"][: len(enc.input_ids)]
+    offsets = tokenize_rendered(rendered, tok, offsets=True)["offset_mapping"][: len(enc.input_ids)]
     pieces = tok.convert_ids_to_tokens(enc.input_ids)
     rows, problems = [], []
     for i, (a, b) in enumerate(offsets):
@@ -66,7 +66,9 @@ def main(argv: list[str] | None = None) -> int:
 
     warnings.filterwarnings("ignore", message=".*args parameter is intended to run from within Python.*")
     args = [x for c in a.config for x in ("--config", c)]
-    dm = TLCLI(args=args, run=False, save_config_callback=None).datamodule
+    cli = TLCLI(args=args, run=False, save_config_callback=None)
+    cli.model.prepare_data()  # builds the checkpoint on first use, as `fit` would
+    dm = cli.datamodule
     dm.load_tokenizer()
     source = dm.train_source if a.split == "train" else dm.val_source
     convs, _ = source.load(dm.hparams.cache_dir)

@@ -19,17 +19,18 @@ from pathlib import Path
 
 import torch
 
+from tl_lightning.checkpoints import load_tokenizer
 from tl_lightning.data.mae import StructuredDetector, erroneous_turns
 from tl_lightning.data.noise import add_noise
-from tl_lightning.data.render import PaperFormat
-from tl_lightning.data.schema import Conversation, Message
 from tl_lightning.data.steps import all_step_prompts
 from tl_lightning.data.tokenization import encode_rendered
 from tl_lightning.data.toolworld import ToolWorld
 from tl_lightning.evaluation.predict import predict
+from tl_lightning.format.render import PaperFormat
+from tl_lightning.format.schema import Conversation, Message
 from tl_lightning.metrics.tool_call import ToolCallMetrics
 from tl_lightning.models.generation import GenerationSettings
-from tl_lightning.models.loading import ModelSettings, load_for_inference, load_tokenizer
+from tl_lightning.models.loading import ModelSettings, load_for_inference
 from tl_lightning.objectives.weighted_ce import token_cross_entropy
 from tl_lightning.rewards.reward import RewardTable
 

@@ -26,7 +26,7 @@ def _fit(ckpt: str, root: Path, devices: int, per_device_batch: int, fsdp: bool 
             f"--trainer.logger.init_args.save_dir={root}", "--model.init_args.val_generation=0",
             # SGD, not Adam: Adam is invariant to gradient scale and would hide a reduction error
             "--model.init_args.optimizer.class_path=torch.optim.SGD", "--model.init_args.optimizer.init_args.lr=2.0",
-            "--model.init_args.warmup_ratio=0", "--model.init_args.schedule=constant",
+            "--model.init_args.lr_scheduler=tl_lightning.systems.schedules.WarmupConstant",
             f"--data.init_args.train={json.dumps({'format': 'toolworld', 'size': 16, 'seed': 0})}",
             f"--data.init_args.batch_size={per_device_batch}", "--data.init_args.shuffle_seed=5", "--data.init_args.max_length=900"]
     if not fsdp:

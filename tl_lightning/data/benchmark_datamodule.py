@@ -1,14 +1,14 @@
 """`BenchmarkDataModule`: evaluation sets → step prompts with gold, grouped by benchmark (and RoTBench noise level).
 
 Used by `python main.py test --config configs/eval/<benchmark>.yaml`. Paths are relative to `root` (default
-`data/`; see the README for where to get each set). Batches are lists of `{"group", "conversation"}`: the system
-tokenizes and generates itself.
+`data/`; see the README for where to get each set). Batches are `PromptBatch`es (prompt tokens, the step prompts
+with their gold, and each prompt's benchmark group), so the system only generates and scores.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -16,9 +16,9 @@ from torch.utils.data import DataLoader
 
 from tl_lightning.data.base_datamodule import ToolDataModule
 from tl_lightning.data.loaders import LoadReport, load_source
-from tl_lightning.data.schema import Conversation
 from tl_lightning.data.steps import all_step_prompts
 from tl_lightning.errors import DataError, as_dataclass
+from tl_lightning.format.schema import Conversation
 
 log = logging.getLogger(__name__)
 
@@ -73,14 +73,17 @@ class BenchmarkDataModule(ToolDataModule):
         prompt_format: "paper" or "chat_template" (as in training).
         batch_size: prompts per generation batch.
         on_error: "skip" (count and log bad items) or "raise".
+        limit: evaluate at most this many items of every benchmark (smoke runs; a benchmark's own `limit` wins).
     """
 
     def __init__(self, tokenizer: str = "codellama/CodeLlama-7b-hf", benchmarks: list[BenchmarkSource] | None = None,
                  root: str = "data", prompt_format: Literal["paper", "chat_template"] = "paper", batch_size: int = 16,
-                 on_error: Literal["raise", "skip"] = "skip") -> None:
+                 on_error: Literal["raise", "skip"] = "skip", limit: int | None = None) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.benchmarks = [as_dataclass(BenchmarkSource, b) for b in benchmarks or []]
+        if limit is not None:
+            self.benchmarks = [b if b.limit is not None else replace(b, limit=limit) for b in self.benchmarks]
         if not self.benchmarks:
             raise DataError("no benchmarks configured: set data.init_args.benchmarks")
         self.tok = None
@@ -89,18 +92,14 @@ class BenchmarkDataModule(ToolDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.items:
             return
-        self.load_tokenizer()
         root = Path(self.hparams.root)
         for b in self.benchmarks:
             convs = _load(b, root, self.hparams.on_error)
-            self.items += [{"group": b.name, "conversation": c} for c in convs]
+            self.items += self.prompt_items(convs, b.name)
             log.info("benchmark %s: %d prompts", b.name, len(convs))
 
-    def transfer_batch_to_device(self, batch, device, dataloader_idx: int):
-        return batch  # conversations (text): the system tokenizes and places tensors itself
-
     def test_dataloader(self) -> DataLoader:
-        return DataLoader(self.items, batch_size=self.hparams.batch_size, shuffle=False, collate_fn=list)
+        return self.prompt_loader(self.items, self.hparams.batch_size)
 
     def predict_dataloader(self) -> DataLoader:
         return self.test_dataloader()

@@ -1,7 +1,8 @@
 """MAE (mitigating adverse effects): detect tool outputs that signal an error, and block the assistant call that
 caused them from the loss while keeping it (and its output) in the context of later steps (paper.md §3).
 
-Detectors map a tool output to a `Detection(is_error, category, reason)`:
+Detectors (components chosen in YAML as `data.init_args.mae.detector`) map a tool output to a
+`Detection(is_error, category, reason)`:
   * `ReferenceDetector` — the paper code's marker list (code/mae/mae.py) with its normalisation: delete every
     character except CJK, ASCII letters, digits and `^`, lower-case, substring match. Quirk, reproduced on
     purpose: the markers `"error":` and `'error'` normalise to the bare word `error`, so *any* output containing
@@ -10,18 +11,19 @@ Detectors map a tool output to a `Detection(is_error, category, reason)`:
     status anywhere in the first levels of a JSON reply, Python exception messages (NameError "is not defined",
     TypeError "missing … positional argument" / "unexpected keyword argument", other `XxxError:` lines, common
     messages printed without their class, a bare `'key'` from a KeyError), HTTP 4xx/5xx lines, "not supported".
-  * `RegexDetector` — user patterns from the config.
+  * `RegexDetector` — user patterns from the config; `AnyDetector` — the first of several that fires.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from abc import ABC, abstractmethod
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal
 
-from tl_lightning.data.schema import Conversation, Message
+from tl_lightning.format.schema import Conversation, Message
 
 
 @dataclass(frozen=True)
@@ -34,7 +36,10 @@ class Detection:
 OK = Detection(False)
 
 
-class ErrorDetector(Protocol):
+class ErrorDetector(ABC):
+    """Decides whether a tool output signals that the call which caused it failed."""
+
+    @abstractmethod
     def __call__(self, output: str) -> Detection: ...
 
 
@@ -50,7 +55,7 @@ def _normalise(text: str) -> str:
 
 
 @dataclass(frozen=True)
-class ReferenceDetector:
+class ReferenceDetector(ErrorDetector):
     """The paper code's substring list after normalisation (faithful, over-inclusive; see module doc)."""
 
     def __call__(self, output: str) -> Detection:
@@ -102,7 +107,7 @@ def _json_error(obj, depth: int = 0) -> Detection | None:
 
 
 @dataclass(frozen=True)
-class StructuredDetector:
+class StructuredDetector(ErrorDetector):
     """Error field / exception / HTTP-status based detection (see module doc)."""
 
     def __call__(self, output: str) -> Detection:
@@ -127,10 +132,21 @@ class StructuredDetector:
 
 
 @dataclass(frozen=True)
-class RegexDetector:
-    """User-supplied regular expressions (searched, case-insensitive)."""
+class RegexDetector(ErrorDetector):
+    """User-supplied regular expressions (searched, case-insensitive).
 
-    patterns: tuple[str, ...]
+    Args:
+        patterns: a tool output matching any of them is an error.
+    """
+
+    patterns: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for p in self.patterns:
+            try:
+                re.compile(p)
+            except re.error as e:
+                raise ValueError(f"RegexDetector: invalid pattern {p!r}: {e}") from None
 
     def __call__(self, output: str) -> Detection:
         for p in self.patterns:
@@ -140,10 +156,14 @@ class RegexDetector:
 
 
 @dataclass(frozen=True)
-class AnyDetector:
-    """The first detector that fires wins."""
+class AnyDetector(ErrorDetector):
+    """The first detector that fires wins (e.g. `StructuredDetector` plus your own `RegexDetector`).
 
-    detectors: tuple[ErrorDetector, ...]
+    Args:
+        detectors: tried in order.
+    """
+
+    detectors: tuple[ErrorDetector, ...] = ()
 
     def __call__(self, output: str) -> Detection:
         for d in self.detectors:
@@ -157,18 +177,12 @@ class AnyDetector:
 class MAESettings:
     """MAE settings for SFT data."""
 
-    detector: Literal["structured", "reference", "none"] = "structured"
-    """"structured" (ours), "reference" (the paper code's substring list), or "none" (standard SFT)."""
-    patterns: list[str] = field(default_factory=list)
-    """Extra regexes; a tool output matching any of them is an error."""
+    detector: ErrorDetector | None = field(default_factory=StructuredDetector)
+    """Which tool outputs are errors: `StructuredDetector` (ours), `ReferenceDetector` (the paper code's substring
+    list), `RegexDetector`, `AnyDetector` of several; null = none (standard SFT)."""
     mode: Literal["mask", "drop_turn", "drop_conversation"] = "mask"
     """mask: no loss on the erroneous call, kept in context (the paper); drop_turn: remove the call and its
     output from the conversation; drop_conversation: skip conversations with any erroneous call."""
-
-    def build(self) -> ErrorDetector | None:
-        base = {"structured": StructuredDetector(), "reference": ReferenceDetector(), "none": None}[self.detector]
-        parts = tuple(d for d in (base, RegexDetector(tuple(self.patterns)) if self.patterns else None) if d)
-        return AnyDetector(parts) if parts else None
 
 
 def erroneous_turns(conv: Conversation, detector: ErrorDetector | None) -> dict[int, Detection]:
@@ -196,7 +210,7 @@ def apply_mae(conv: Conversation, settings: MAESettings, counts: Counter | None 
 
     `counts` (if given) accumulates `category → n` over erroneous calls, plus `conversations_dropped`.
     """
-    hits = erroneous_turns(conv, settings.build())
+    hits = erroneous_turns(conv, settings.detector)
     if counts is not None:
         counts.update(h.category for h in hits.values())
     if not hits:

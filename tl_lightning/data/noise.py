@@ -23,8 +23,8 @@ import string
 from dataclasses import replace
 from typing import Literal
 
-from tl_lightning.data.schema import Conversation, Message, ToolCall, ToolParam, ToolSpec
-from tl_lightning.rewards.taxonomy import FREE_TEXT_TOOLS
+from tl_lightning.format.schema import Conversation, ToolCall, ToolParam, ToolSpec
+from tl_lightning.format.tools import FREE_TEXT_TOOLS
 
 NoiseLevel = Literal["clean", "slight", "medium", "heavy", "union"]
 NOISE_LEVELS: tuple[str, ...] = ("clean", "slight", "medium", "heavy", "union")

@@ -1,49 +1,63 @@
-"""`ToolPromptDataModule`: step prompts (context + gold call) for PPO rollouts, as an endless seeded stream.
+"""`ToolPromptDataModule`: step prompts (context + gold call) for RL rollouts, as an endless seeded stream of
+`PromptBatch`es.
 
-Each pass over the prompts uses a permutation drawn from (seed, pass); the stream position (`consumed`) is saved in
-Lightning checkpoints, so a resumed run continues with exactly the prompts it would have seen.
+Each pass over the prompts uses a permutation drawn from (seed, pass). The module counts the prompts it has served
+to training (`consumed`, counted when a batch reaches the training step, so a prefetched batch is not counted) and
+saves that count in Lightning checkpoints: a resumed run continues with exactly the prompts it would have seen.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Literal
 
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
 from tl_lightning.data.base_datamodule import ToolDataModule
+from tl_lightning.data.batches import PromptBatch, collate_prompts
 from tl_lightning.data.mae import MAESettings
-from tl_lightning.data.schema import Conversation
-from tl_lightning.data.sft_datamodule import DataSource
+from tl_lightning.data.sources import DataSource
 from tl_lightning.data.steps import all_step_prompts
-from tl_lightning.errors import DataError, as_dataclass
+from tl_lightning.errors import DataError, UserError, as_dataclass
 
 
 class PromptStream(IterableDataset):
-    """Batches of prompts, from position `start` of the endless permuted stream."""
+    """Batches of prompt items from position `start` of the endless permuted stream.
 
-    def __init__(self, prompts: list[Conversation], batch_size: int, seed: int, start: int) -> None:
-        self.prompts, self.batch_size, self.seed, self.start = prompts, batch_size, seed, start
+    With `repeats` > 1 each drawn prompt appears `repeats` times in a row (a group of samples of one prompt, for
+    group-relative advantages); a batch then holds `batch_size` prompts × `repeats` items.
+    """
+
+    def __init__(self, items: list[dict], batch_size: int, seed: int, start: int, repeats: int = 1) -> None:
+        self.items, self.batch_size, self.seed, self.start, self.repeats = items, batch_size, seed, start, repeats
 
     def index(self, position: int) -> int:
-        n = len(self.prompts)
+        n = len(self.items)
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + position // n)
         return int(torch.randperm(n, generator=g)[position % n])
 
-    def __iter__(self) -> Iterator[list[Conversation]]:
+    def __iter__(self) -> Iterator[PromptBatch]:
         pos = self.start
         while True:
-            yield [self.prompts[self.index(p)] for p in range(pos, pos + self.batch_size)]
+            drawn = [self.items[self.index(p)] for p in range(pos, pos + self.batch_size)]
+            yield collate_prompts([item for item in drawn for _ in range(self.repeats)])
             pos += self.batch_size
 
 
+def _as_is(batch: PromptBatch) -> PromptBatch:
+    return batch  # the stream yields whole batches already
+
+
 class ToolPromptDataModule(ToolDataModule):
-    """Prompts for PPO.
+    """Prompts for PPO / group-relative RL.
 
     Args:
         tokenizer: tokenizer path (linked from the model's checkpoint).
         source: conversations to cut into step prompts (erroneous calls are context, never gold).
-        batch_size: prompts per rollout (paper code: 8).
+        batch_size: prompts per rollout batch (paper code: 8).
+        group_size: samples per prompt (linked from the system's advantage estimator: 1 for PPO with GAE, G for
+            GRPO / RLOO); a rollout batch holds batch_size × group_size responses.
         shuffle_seed: seed of the prompt order.
         prompt_format: "paper" or "chat_template" (as in SFT).
         mae: which tool outputs count as errors when choosing gold steps.
@@ -51,31 +65,37 @@ class ToolPromptDataModule(ToolDataModule):
     """
 
     def __init__(self, tokenizer: str = "codellama/CodeLlama-7b-hf", source: DataSource = DataSource(),
-                 batch_size: int = 8, shuffle_seed: int = 0, prompt_format: str = "paper", mae: MAESettings = MAESettings(),
+                 batch_size: int = 8, group_size: int = 1, shuffle_seed: int = 0,
+                 prompt_format: Literal["paper", "chat_template"] = "paper", mae: MAESettings = MAESettings(),
                  max_prompts: int | None = None) -> None:
         super().__init__()
         self.save_hyperparameters()
+        if batch_size < 1 or group_size < 1:
+            raise UserError(f"batch_size and group_size must be >= 1, got {batch_size} and {group_size}")
         self.source = as_dataclass(DataSource, source)
         self.mae = as_dataclass(MAESettings, mae)
         self.tok = None
-        self.prompts: list[Conversation] = []
-        self.consumed = 0  # prompts handed to training_step so far (the system advances it)
+        self.items: list[dict] = []
+        self.consumed = 0  # prompts (not samples) handed to the training step so far
 
     def setup(self, stage: str | None = None) -> None:
-        if self.prompts:
+        if self.items:
             return
-        self.load_tokenizer()
         convs, _ = self.source.load()
-        self.prompts = all_step_prompts(convs, self.mae.build())[: self.hparams.max_prompts]
-        if not self.prompts:
+        prompts = all_step_prompts(convs, self.mae.detector)[: self.hparams.max_prompts]
+        if not prompts:
             raise DataError(f"no step prompt with a gold call in {self.source.format} {self.source.path or self.source.split}")
-
-    def transfer_batch_to_device(self, batch, device, dataloader_idx: int):
-        return batch  # conversations (text): the system tokenizes and places tensors itself
+        self.items = self.prompt_items(prompts)
 
     def train_dataloader(self) -> DataLoader:
-        stream = PromptStream(self.prompts, self.hparams.batch_size, self.hparams.shuffle_seed, self.consumed)
-        return DataLoader(stream, batch_size=None, collate_fn=lambda b: b)
+        stream = PromptStream(self.items, self.hparams.batch_size, self.hparams.shuffle_seed, self.consumed,
+                              self.hparams.group_size)
+        return DataLoader(stream, batch_size=None, collate_fn=_as_is)
+
+    def on_before_batch_transfer(self, batch, dataloader_idx: int):
+        if isinstance(batch, PromptBatch) and self.trainer is not None and self.trainer.training:
+            self.consumed += len(batch) // self.hparams.group_size
+        return batch
 
     def state_dict(self) -> dict:
         return {"consumed": self.consumed}

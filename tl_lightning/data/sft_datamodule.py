@@ -2,7 +2,8 @@
 
 Sources are ToolWorld (built in, no files needed) or any file format of `tl_lightning.data.loaders` (loaded through
 an HF `datasets` cache). The module writes `data_stats.json` (MAE error categories, skips, token counts) next to
-the run's logs and logs a one-line summary.
+the run's logs and logs a one-line summary. Validation has two loaders: teacher-forced batches (loss, key-token
+accuracy) and, with `val_generation`, `PromptBatch`es of step prompts the system decodes and scores.
 """
 
 from __future__ import annotations
@@ -10,114 +11,26 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 from typing import Literal
 
-import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
-from tl_lightning.constants import IGNORE_INDEX
 from tl_lightning.data.base_datamodule import ToolDataModule
-from tl_lightning.data.loaders import LoadReport, as_hf_dataset
+from tl_lightning.data.collate import pack_sft_batch, pad_sft_batch
 from tl_lightning.data.mae import MAESettings, apply_mae
-from tl_lightning.data.render import Rendered
 from tl_lightning.data.samplers import LengthGroupedSampler
-from tl_lightning.data.schema import Conversation
+from tl_lightning.data.sources import DataSource
 from tl_lightning.data.steps import all_step_prompts
-from tl_lightning.data.tokenization import Encoded, PKTSettings, check_prefix, encode_rendered
-from tl_lightning.data.toolworld import ToolWorld
+from tl_lightning.data.tokenization import Encoded, check_prefix, encode_rendered
+from tl_lightning.data.weighting import PKTWeighting, TokenWeighting
 from tl_lightning.errors import DataError, as_dataclass
+from tl_lightning.format.render import Rendered
+from tl_lightning.format.schema import Conversation
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class DataSource:
-    """Where conversations come from."""
-
-    format: Literal["toolworld", "conversations", "openai", "toolbench", "rotbench", "toolalpaca", "tooleyes"] = "toolworld"
-    """"toolworld" (generated) or a file format of tl_lightning.data.loaders."""
-    path: str | None = None
-    """File or directory for file formats."""
-    split: str = "train"
-    """ToolWorld split name (splits with different names are disjoint)."""
-    size: int = 1000
-    """ToolWorld: number of conversations."""
-    seed: int = 0
-    """ToolWorld seed."""
-    error_rate: float = 0.17
-    """ToolWorld: share of calls preceded by an erroneous attempt."""
-    on_error: Literal["raise", "skip"] = "skip"
-    """Files: stop at the first bad item, or count and skip it."""
-    limit: int | None = None
-    """Use at most this many conversations."""
-
-    def load(self, cache_dir: str | None = None) -> tuple[list[Conversation], LoadReport]:
-        if self.format == "toolworld":
-            convs = ToolWorld(seed=self.seed, error_rate=self.error_rate).split(self.split, self.size)
-            report = LoadReport("toolworld", self.split, loaded=len(convs))
-        else:
-            if not self.path:
-                raise DataError(f"data source format {self.format!r} needs a path")
-            ds = as_hf_dataset(self.format, self.path, on_error=self.on_error, cache_dir=cache_dir)
-            convs = [Conversation.from_json(s) for s in ds["conversation"]]
-            report = LoadReport(self.format, self.path, loaded=len(convs))
-        return convs[: self.limit] if self.limit else convs, report
-
-
-def pack_rows(lengths: list[int], capacity: int) -> list[list[int]]:
-    """First-fit decreasing: example indices grouped into rows of at most `capacity` tokens (longest rows first)."""
-    rows: list[list[int]] = []
-    room: list[int] = []
-    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
-        j = next((r for r, free in enumerate(room) if free >= lengths[i]), None)
-        if j is None:
-            rows.append([i])
-            room.append(capacity - lengths[i])
-        else:
-            rows[j].append(i)
-            room[j] -= lengths[i]
-    return rows
-
-
-def pack_sft_batch(examples: list[dict], pad_id: int, capacity: int) -> dict[str, torch.Tensor]:
-    """Concatenate a batch's examples into as few rows of <= `capacity` tokens as fit, with per-example
-    `position_ids` (restarting at 0). transformers turns restarting positions with no 2-D attention mask into a
-    block-diagonal causal mask (flash-attention: variable-length kernels), so no token attends across examples.
-    Each example's first label is ignored, as in the padded batch where the first position is never a target:
-    the loss and gradients equal the padded batch's (tested)."""
-    merged = []
-    for row in pack_rows([len(e["input_ids"]) for e in examples], max(capacity, max(len(e["input_ids"]) for e in examples))):
-        m = {"input_ids": [], "labels": [], "weights": [], "key_mask": [], "position_ids": []}
-        for i in row:
-            e = examples[i]
-            m["input_ids"] += e["input_ids"]
-            m["labels"] += [IGNORE_INDEX] + e["labels"][1:]
-            m["weights"] += [0.0] + e["weights"][1:]
-            m["key_mask"] += [False] + e["key_mask"][1:]
-            m["position_ids"] += list(range(len(e["input_ids"])))
-        merged.append(m)
-    batch = pad_sft_batch(merged, pad_id)
-    t = batch["input_ids"].size(1)
-    # padding continues the last example's positions: causal, after every real token, and never a target
-    batch["position_ids"] = torch.tensor([m["position_ids"] + list(range(m["position_ids"][-1] + 1,
-                                                                          m["position_ids"][-1] + 1 + t - len(m["position_ids"])))
-                                          for m in merged])
-    return batch
-
-
-def pad_sft_batch(examples: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-pad: input_ids with `pad_id`, labels with IGNORE_INDEX, weights with 0, key_mask with False."""
-    t = max(len(e["input_ids"]) for e in examples)
-
-    def pad(key: str, value, dtype):
-        return torch.tensor([e[key] + [value] * (t - len(e[key])) for e in examples], dtype=dtype)
-
-    return {"input_ids": pad("input_ids", pad_id, torch.long), "labels": pad("labels", IGNORE_INDEX, torch.long),
-            "weights": pad("weights", 0.0, torch.float32), "key_mask": pad("key_mask", False, torch.bool),
-            "attention_mask": torch.tensor([[1] * len(e["input_ids"]) + [0] * (t - len(e["input_ids"])) for e in examples])}
 
 
 class ToolSFTDataModule(ToolDataModule):
@@ -128,8 +41,8 @@ class ToolSFTDataModule(ToolDataModule):
         train: training source.
         val: validation source (default: a 64-conversation ToolWorld "val" split).
         prompt_format: "paper" (TL-Training CodeLLaMA format) or "chat_template" (the tokenizer's template).
-        mae: MAE settings.
-        pkt: PKT weighting settings.
+        mae: MAE settings (error detector, mask mode).
+        weighting: token weighting of trained turns: `PKTWeighting` (the paper) or `UniformWeighting` (plain CE).
         max_length: tokens per sequence (right truncation; sequences left with no trained token are skipped).
         batch_size: sequences per batch.
         num_workers: DataLoader workers.
@@ -143,23 +56,26 @@ class ToolSFTDataModule(ToolDataModule):
             position ids (no attention across sequences): the same examples and loss per step, less padding.
             Pays off with flash-attention's variable-length kernels on GPU; with SDPA/eager the block-diagonal
             mask is dense (see the README's Performance section for the CPU measurement).
+        val_generation: at each validation, the system greedily decodes this many validation step prompts and logs
+            TS / PI / CF and error-category rates (`val/ts`, `val/rate/<category>`); 0 turns it off.
     """
 
     def __init__(self, tokenizer: str = "codellama/CodeLlama-7b-hf", train: DataSource = DataSource(),
                  val: DataSource | None = None, prompt_format: Literal["paper", "chat_template"] = "paper",
-                 mae: MAESettings = MAESettings(), pkt: PKTSettings = PKTSettings(), max_length: int = 2048,
+                 mae: MAESettings = MAESettings(), weighting: TokenWeighting = PKTWeighting(), max_length: int = 2048,
                  batch_size: int = 4, num_workers: int = 0, cache_dir: str | None = None, shuffle: bool = True,
-                 shuffle_seed: int = 0, group_by_length: bool = True, packing: bool = False) -> None:
+                 shuffle_seed: int = 0, group_by_length: bool = True, packing: bool = False,
+                 val_generation: int = 0) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.train_source = as_dataclass(DataSource, train)
         self.val_source = as_dataclass(DataSource, val) or DataSource(split="val", size=64, seed=self.train_source.seed)
         self.mae = as_dataclass(MAESettings, mae)
-        self.pkt = as_dataclass(PKTSettings, pkt)
+        self.weighting = weighting
         self.tok = None
         self.datasets: dict[str, list[dict]] = {}
         self.stats: dict[str, dict] = {}
-        self.val_prompts: list[Conversation] = []
+        self.val_prompts: list[dict] = []
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:  # already encoded (e.g. setup called by hand before fit): only write the stats
@@ -168,8 +84,10 @@ class ToolSFTDataModule(ToolDataModule):
         self.load_tokenizer()
         for name, source in (("train", self.train_source), ("val", self.val_source)):
             self.datasets[name], self.stats[name] = self.encode_source(source)
-        # Step prompts (context up to a correct call + that call as gold) for greedy-decoded validation metrics.
-        self.val_prompts = all_step_prompts(self.val_source.load(self.hparams.cache_dir)[0], self.mae.build())
+        if self.hparams.val_generation:
+            # Step prompts (context up to a correct call + that call as gold) for greedy-decoded validation metrics.
+            prompts = all_step_prompts(self.val_source.load(self.hparams.cache_dir)[0], self.mae.detector)
+            self.val_prompts = self.prompt_items(prompts[: self.hparams.val_generation], "val")
         self._write_stats()
 
     def encode_conversation(self, conv: Conversation, counts: Counter | None = None,
@@ -181,13 +99,11 @@ class ToolSFTDataModule(ToolDataModule):
         kept, blocked = apply_mae(conv, self.mae, counts)
         if kept is None:
             return None, None, blocked
-        add_special = self.hparams.prompt_format == "paper"
         rendered = self.renderer().render(kept)
-        if check and check_prefix(rendered, self.tok, add_special):
+        if check and check_prefix(rendered, self.tok):
             raise DataError(f"{conv.id}: the prompt does not tokenize as a prefix of the full sequence with this "
                             "tokenizer and prompt_format; generation would see other tokens than training")
-        enc = encode_rendered(rendered, self.tok, kept.tool_names, blocked, self.pkt, self.hparams.max_length,
-                              add_special)
+        enc = encode_rendered(rendered, self.tok, kept.tool_names, blocked, self.weighting, self.hparams.max_length)
         return enc, rendered, blocked
 
     def encode_source(self, source: DataSource) -> tuple[list[dict], dict]:
@@ -247,5 +163,8 @@ class ToolSFTDataModule(ToolDataModule):
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=self.hparams.shuffle)
 
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
+    def val_dataloader(self) -> DataLoader | list[DataLoader]:
+        teacher_forced = self._loader("val", shuffle=False)
+        if not self.val_prompts:
+            return teacher_forced
+        return [teacher_forced, self.prompt_loader(self.val_prompts, self.hparams.batch_size)]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 from tl_lightning.data.mae import ErrorDetector, StructuredDetector, erroneous_turns
-from tl_lightning.data.schema import Conversation
+from tl_lightning.format.schema import Conversation
 
 
 def step_prompts(conv: Conversation, detector: ErrorDetector | None = StructuredDetector(),

@@ -1,15 +1,19 @@
-"""Render step prompts, generate in length-sorted batches, parse and classify: one path for every consumer."""
+"""Generate for step prompts in length-sorted batches, parse and classify: one path for every consumer (SFT
+validation, benchmark evaluation, benchmarks and probes)."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
 
-from tl_lightning.data.call_format import ParseResult, parse_calls
-from tl_lightning.data.render import Renderer
-from tl_lightning.data.schema import Conversation
+from tl_lightning.data.batches import PromptBatch
+from tl_lightning.data.tokenization import prompt_token_ids
+from tl_lightning.format.call_format import ParseResult, parse_calls
+from tl_lightning.format.render import Renderer
+from tl_lightning.format.schema import Conversation
+from tl_lightning.format.tools import FREE_TEXT_TOOLS, free_text_tools_of
 from tl_lightning.models.generation import GenerationSettings, generate_responses
-from tl_lightning.rewards.taxonomy import FREE_TEXT_TOOLS, Classification, classify, golds_for
+from tl_lightning.rewards.taxonomy import Classification, classify, golds_for
 
 log = logging.getLogger(__name__)
 
@@ -24,34 +28,42 @@ class Prediction:
     classification: Classification
     prompt_tokens: int
     response_tokens: int
+    group: str = ""
 
 
-def prompt_token_ids(prompts: list[Conversation], renderer: Renderer, tokenizer, add_special_tokens: bool) -> list[list[int]]:
-    return [tokenizer(renderer.render(c, add_generation_prompt=True).text, add_special_tokens=add_special_tokens)["input_ids"]
-            for c in prompts]
+def classify_response(text: str, conv: Conversation, free_text_tools: frozenset[str] = FREE_TEXT_TOOLS
+                      ) -> tuple[ParseResult, Classification]:
+    """Parse a response and classify it against the step prompt's gold (the prompt's own free-text tools win)."""
+    parsed = parse_calls(text)
+    return parsed, classify(parsed, golds_for(conv), conv.tools, free_text_tools_of(conv, free_text_tools))
 
 
-def predict(model, tokenizer, renderer: Renderer, prompts: list[Conversation], settings: GenerationSettings,
-            batch_size: int = 8, add_special_tokens: bool = True,
-            free_text_tools: frozenset[str] = FREE_TEXT_TOOLS) -> list[Prediction]:
-    """Greedy/sampled decoding of `prompts` (in their order), each parsed and classified against its gold."""
-    ids = prompt_token_ids(prompts, renderer, tokenizer, add_special_tokens)
+def predict_batch(model, tokenizer, batch: PromptBatch, settings: GenerationSettings, batch_size: int | None = None,
+                  free_text_tools: frozenset[str] = FREE_TEXT_TOOLS) -> list[Prediction]:
+    """Decode a `PromptBatch` (in its order; generated `batch_size` at a time, shortest prompts together)."""
+    ids = batch.input_ids
     too_long = sum(len(x) > settings.max_prompt_length for x in ids)
     if too_long:  # the head (tool definitions) is cut: results on these prompts are not comparable
         log.warning("%d of %d prompts exceed max_prompt_length=%d and keep only their last tokens",
                     too_long, len(ids), settings.max_prompt_length)
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # similar lengths per batch: less padding
+    step = batch_size or len(ids)
     responses: dict[int, list[int]] = {}
-    for start in range(0, len(order), batch_size):
-        chunk = order[start:start + batch_size]
+    for start in range(0, len(order), step):
+        chunk = order[start:start + step]
         outs = generate_responses(model, [ids[i] for i in chunk], tokenizer.pad_token_id, tokenizer.eos_token_id, settings)
         responses.update(zip(chunk, outs))
     preds = []
-    for i, conv in enumerate(prompts):
+    for i, conv in enumerate(batch.conversations):
         text = tokenizer.decode(responses[i], skip_special_tokens=True)
-        parsed = parse_calls(text)
-        # noisy data (data/noise.py) renames the finish / ask_to_user roles per conversation
-        free = frozenset(conv.meta["free_text_tools"]) if "free_text_tools" in conv.meta else free_text_tools
-        preds.append(Prediction(conv, text, parsed, classify(parsed, golds_for(conv), conv.tools, free),
-                                len(ids[i]), len(responses[i])))
+        parsed, classification = classify_response(text, conv, free_text_tools)
+        preds.append(Prediction(conv, text, parsed, classification, len(ids[i]), len(responses[i]), batch.groups[i]))
     return preds
+
+
+def predict(model, tokenizer, renderer: Renderer, prompts: list[Conversation], settings: GenerationSettings,
+            batch_size: int = 8, free_text_tools: frozenset[str] = FREE_TEXT_TOOLS) -> list[Prediction]:
+    """Render, tokenize and decode step prompts (in their order), each parsed and classified against its gold."""
+    ids = prompt_token_ids(prompts, renderer, tokenizer)
+    return predict_batch(model, tokenizer, PromptBatch(ids, list(prompts), [""] * len(prompts)), settings, batch_size,
+                         free_text_tools)

@@ -13,9 +13,17 @@ from collections.abc import Sequence
 import torch
 from torchmetrics import Metric
 
-from tl_lightning.data.schema import ToolSpec
-from tl_lightning.rewards.taxonomy import (CATEGORIES, FREE_TEXT_TOOLS, RIGHT_PARAMS, RIGHT_TOOL, Classification,
-                                           GoldAnswer, classify, normalise_value)
+from tl_lightning.format.schema import ToolSpec
+from tl_lightning.format.tools import FREE_TEXT_TOOLS
+from tl_lightning.rewards.taxonomy import (
+    CATEGORIES,
+    RIGHT_PARAMS,
+    RIGHT_TOOL,
+    Classification,
+    GoldAnswer,
+    classify,
+    normalise_value,
+)
 
 SCALARS = ("ts", "pi", "cf", "exact_match", "arg_f1")
 
@@ -88,6 +96,7 @@ class ToolCallMetrics(Metric):
         self.category_counts += counts
         self.sums += sums
         self.total += len(classifications)
+        self._update_count += 1  # torchmetrics counts `update` calls only; this is one too (no "compute before update")
 
     def compute(self) -> dict[str, torch.Tensor]:
         n = self.total.clamp_min(1)

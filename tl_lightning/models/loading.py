@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 
+from tl_lightning.checkpoints import CheckpointBuilder, ensure_checkpoint, resolve_checkpoint
 from tl_lightning.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,9 @@ class ModelSettings:
 
     checkpoint: str = "codellama/CodeLlama-7b-hf"
     """A hub id or a local directory saved with `save_pretrained`."""
+    build: CheckpointBuilder | None = None
+    """Builds `checkpoint` on first use when it is a missing local directory (e.g. `tl_lightning.models.tiny.TinyLlama`
+    or `tl_lightning.models.pretrained.GGUFCheckpoint`); null: the checkpoint must exist."""
     quantization: Quantization = "nf4"
     """"nf4" (4-bit NormalFloat, QLoRA), "int8" (LLM.int8), or null / "none" for full precision ("none" exists
     because jsonargparse cannot set a nested key to null from the command line)."""
@@ -80,33 +83,6 @@ class ModelSettings:
             self.quantization = None
         if self.quantization not in ("nf4", "int8", None):
             raise UserError(f"quantization must be nf4, int8 or null, got {self.quantization!r}")
-
-
-def resolve_checkpoint(checkpoint: str, marker: str = "config.json") -> str:
-    """Fail early, in one line, on a missing local path or on a hub id while offline and not cached.
-
-    `marker` is the file a local directory must hold (tokenizers: "tokenizer_config.json").
-    """
-    p = Path(checkpoint).expanduser()
-    if p.exists():
-        if not (p / marker).is_file():
-            raise UserError(f"checkpoint {p} has no {marker} (expected a save_pretrained directory)")
-        return str(p)
-    looks_like_path = checkpoint.startswith((".", "/", "~")) or checkpoint.count("/") > 1
-    if looks_like_path:
-        raise UserError(f"model checkpoint not found: {checkpoint} (build a tiny one with "
-                        f"`python -m tl_lightning.models.tiny {checkpoint}` or fix the path)")
-    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
-        try:
-            from huggingface_hub import try_to_load_from_cache
-
-            cached = try_to_load_from_cache(checkpoint, marker)
-        except Exception:  # noqa: BLE001 - any cache lookup problem means "not cached"
-            cached = None
-        if not isinstance(cached, str):
-            raise UserError(f"model {checkpoint!r} is not in the local HF cache and HF_HUB_OFFLINE=1 forbids "
-                            "downloading it: download it once online, or point checkpoint at a local directory")
-    return checkpoint
 
 
 def quantization_config(quantization: Quantization, compute_dtype: torch.dtype, double_quant: bool = True,
@@ -143,16 +119,6 @@ def disable_cpu_bf16_repack(model: torch.nn.Module) -> int:
             mod.support_avx512bf16_for_cpu = False
             n += 1
     return n
-
-
-def load_tokenizer(checkpoint: str, trust_remote_code: bool = False):
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(resolve_checkpoint(checkpoint, "tokenizer_config.json"),
-                                        trust_remote_code=trust_remote_code)
-    if tok.pad_token is None:  # LLaMA tokenizers ship without one; the paper code pads with unk
-        tok.pad_token = tok.unk_token or tok.eos_token
-    return tok
 
 
 def load_base_model(settings: ModelSettings, device: torch.device | str = "cpu"):
@@ -197,6 +163,11 @@ def prepare_for_training(model, settings: ModelSettings):
     cfg = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                      target_modules=lora.target_modules, modules_to_save=lora.modules_to_save, task_type="CAUSAL_LM")
     return get_peft_model(model, cfg)
+
+
+def prepare_checkpoint(settings: ModelSettings) -> str:
+    """Build the checkpoint if it is missing and `settings.build` says how (Lightning's `prepare_data` step)."""
+    return ensure_checkpoint(settings.checkpoint, settings.build)
 
 
 def load_policy(settings: ModelSettings, device: torch.device | str = "cpu") -> Any:

@@ -6,13 +6,18 @@ tool names and call syntax get real merges: vocabulary layout 0 `<unk>`, 1 `<s>`
 `<0xNN>`, then BPE pieces (Metaspace `▁`), like LLaMA-2 / CodeLLaMA.
 
     python -m tl_lightning.models.tiny OUT_DIR [--hidden 64 --layers 2 --vocab 1024 --seed 0]
+
+or, in a config, `policy.build: {class_path: tl_lightning.models.tiny.TinyLlama}`: built on first use.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass
 from pathlib import Path
+
+from tl_lightning.checkpoints import CheckpointBuilder
 
 # LLaMA-2 / CodeLLaMA-Instruct style template; {% generation %} marks assistant tokens (env-notes §3).
 CHAT_TEMPLATE = (
@@ -27,8 +32,8 @@ CHAT_TEMPLATE = (
 
 def tokenizer_corpus(n_conversations: int = 400, seed: int = 0) -> list[str]:
     """Paper-format renderings of ToolWorld conversations plus a little plain prose."""
-    from tl_lightning.data.render import PaperFormat
     from tl_lightning.data.toolworld import ToolWorld
+    from tl_lightning.format.render import PaperFormat
 
     fmt = PaperFormat(eos_token="")
     texts = [fmt.render(c).text for c in ToolWorld(seed=seed).split("tokenizer", n_conversations)]
@@ -76,6 +81,28 @@ def build_tiny_checkpoint(out_dir: str | Path, hidden: int = 64, layers: int = 2
     LlamaForCausalLM(cfg).save_pretrained(out)
     tok.save_pretrained(out)
     return out
+
+
+@dataclass(frozen=True)
+class TinyLlama(CheckpointBuilder):
+    """A random Llama + ToolWorld-trained tokenizer, built where `policy.checkpoint` points if it is missing.
+
+    Args:
+        hidden: hidden size.
+        layers: decoder layers.
+        heads: attention heads.
+        vocab: tokenizer vocabulary size.
+        seed: seed of the weights and the tokenizer corpus.
+    """
+
+    hidden: int = 64
+    layers: int = 2
+    heads: int = 4
+    vocab: int = 1024
+    seed: int = 0
+
+    def build(self, path: Path) -> None:
+        build_tiny_checkpoint(path, self.hidden, self.layers, self.heads, self.vocab, self.seed)
 
 
 def main(argv: list[str] | None = None) -> None:

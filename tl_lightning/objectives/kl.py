@@ -1,7 +1,10 @@
-"""Per-token KL estimators to the reference policy and KL-coefficient controllers."""
+"""Per-token KL estimators to the reference policy, and the KL-coefficient controllers (components chosen in YAML
+as `model.init_args.kl.controller`)."""
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -21,29 +24,46 @@ def kl_estimate(logp: torch.Tensor, ref_logp: torch.Tensor, kind: Literal["k1", 
     raise ValueError(f"unknown KL estimator {kind!r}")
 
 
-class FixedKLController:
-    """β stays at its initial value (the paper code: 0.4)."""
+class KLController(ABC):
+    """How β, the KL coefficient, moves between rollout batches. Stateless: the system holds the current β (and
+    checkpoints it); a controller maps (β, the batch's mean sequence KL, sequences in the batch) to the next β."""
 
-    def __init__(self, init_coef: float) -> None:
-        self.value = float(init_coef)
+    coef: float
+    """The initial β."""
 
-    def update(self, current_kl: float, n_steps: int) -> None:
-        pass
-
-    def state_dict(self) -> dict:
-        return {"value": self.value}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.value = float(state["value"])
+    @abstractmethod
+    def update(self, beta: float, current_kl: float, n_steps: int) -> float:
+        """The next β."""
 
 
-class AdaptiveKLController(FixedKLController):
-    """Ziegler et al. (2019): β ← β·(1 + clip(KL/target − 1, ±0.2)·n_steps/horizon)."""
+@dataclass(frozen=True)
+class FixedKLController(KLController):
+    """β stays at `coef` (the paper code: 0.4).
 
-    def __init__(self, init_coef: float, target: float, horizon: int) -> None:
-        super().__init__(init_coef)
-        self.target, self.horizon = float(target), int(horizon)
+    Args:
+        coef: β.
+    """
 
-    def update(self, current_kl: float, n_steps: int) -> None:
+    coef: float = 0.4
+
+    def update(self, beta: float, current_kl: float, n_steps: int) -> float:
+        return beta
+
+
+@dataclass(frozen=True)
+class AdaptiveKLController(KLController):
+    """Ziegler et al. (2019): β ← β·(1 + clip(KL/target − 1, ±0.2)·n_steps/horizon).
+
+    Args:
+        coef: initial β.
+        target: target KL per sequence.
+        horizon: adaptation horizon in sequences.
+    """
+
+    coef: float = 0.4
+    target: float = 6.0
+    horizon: int = 10_000
+
+    def update(self, beta: float, current_kl: float, n_steps: int) -> float:
         error = min(max(current_kl / self.target - 1.0, -0.2), 0.2)
-        self.value *= 1.0 + error * n_steps / self.horizon
+        return beta * (1.0 + error * n_steps / self.horizon)

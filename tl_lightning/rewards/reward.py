@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
-from tl_lightning.data.schema import ToolSpec
-from tl_lightning.rewards.taxonomy import CATEGORIES, FREE_TEXT_TOOLS, GoldAnswer, classify
+from tl_lightning.format.schema import ToolSpec
+from tl_lightning.format.tools import FREE_TEXT_TOOLS
+from tl_lightning.rewards.taxonomy import CATEGORIES, GoldAnswer, classify
 
 
 @dataclass(frozen=True)

@@ -27,8 +27,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tl_lightning.data.call_format import ParseResult, parse_calls
-from tl_lightning.data.schema import ToolCall, ToolSpec
+from tl_lightning.format.call_format import ParseResult, parse_calls
+from tl_lightning.format.schema import ToolCall, ToolSpec
+from tl_lightning.format.tools import FREE_TEXT_TOOLS
 
 CATEGORIES: tuple[str, ...] = (
     "correct", "content_filling", "params_redundant", "params_missing", "params_hallucinated",
@@ -40,9 +41,6 @@ _RANK = {c: i for i, c in enumerate(CATEGORIES)}
 PARAM_CATEGORIES = tuple(c for c in CATEGORIES if c.startswith("params_"))
 RIGHT_TOOL = frozenset(("correct", "content_filling") + PARAM_CATEGORIES)
 RIGHT_PARAMS = frozenset(("correct", "content_filling"))
-FREE_TEXT_TOOLS = frozenset({"finish", "ask_to_user", "getDetails"})
-"""Tools whose argument is free text and is not content-scored: RoTBench's finish / ask_to_user, and ToolAlpaca's
-ask-the-user tool getDetails. Configurable per call of `classify`."""
 
 
 @dataclass(frozen=True)

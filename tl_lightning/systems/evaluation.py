@@ -15,13 +15,15 @@ from pathlib import Path
 import lightning as L
 import torch
 
+from tl_lightning.checkpoints import load_tokenizer
+from tl_lightning.data.batches import PromptBatch
 from tl_lightning.errors import as_dataclass
-from tl_lightning.evaluation.predict import predict
+from tl_lightning.evaluation.predict import Prediction, predict_batch
 from tl_lightning.evaluation.report import write_report
+from tl_lightning.format.tools import FREE_TEXT_TOOLS
 from tl_lightning.metrics.tool_call import SchemaValidityMetrics, ToolCallMetrics
 from tl_lightning.models.generation import GenerationSettings
-from tl_lightning.models.loading import ModelSettings, load_for_inference
-from tl_lightning.rewards.taxonomy import FREE_TEXT_TOOLS
+from tl_lightning.models.loading import ModelSettings, load_for_inference, prepare_checkpoint
 
 
 class EvalSystem(L.LightningModule):
@@ -42,13 +44,19 @@ class EvalSystem(L.LightningModule):
         self.generation = as_dataclass(GenerationSettings, generation)
         self.free_text_tools = frozenset(free_text_tools)
         self.model = None
+        self.tokenizer = None
         self.metrics: dict[str, ToolCallMetrics | SchemaValidityMetrics] = {}
         self.counts: dict[str, int] = {}
         self.out_dir: Path | None = None
         self.summary: dict[str, dict] = {}
         self.report_paths: dict[str, Path] = {}
 
+    def prepare_data(self) -> None:
+        prepare_checkpoint(self.policy_settings)
+
     def configure_model(self) -> None:
+        if self.tokenizer is None:
+            self.tokenizer = load_tokenizer(self.policy_settings.checkpoint)
         if self.model is None:
             device = self.trainer.strategy.root_device if self._trainer is not None else torch.device("cpu")
             self.model = load_for_inference(self.policy_settings, device)
@@ -62,15 +70,11 @@ class EvalSystem(L.LightningModule):
             f.unlink()
         self.metrics, self.counts = {}, {}
 
-    def test_step(self, batch: list[dict], batch_idx: int) -> None:
-        dm = self.trainer.datamodule
-        convs = [b["conversation"] for b in batch]
-        preds = predict(self.model, dm.tok, dm.renderer(), convs, self.generation, batch_size=len(convs),
-                        add_special_tokens=dm.hparams.prompt_format == "paper", free_text_tools=self.free_text_tools)
-        for item, p in zip(batch, preds):
-            self._record(item["group"], p)
+    def test_step(self, batch: PromptBatch, batch_idx: int) -> None:
+        for p in predict_batch(self.model, self.tokenizer, batch, self.generation, free_text_tools=self.free_text_tools):
+            self._record(p.group, p)
 
-    def _record(self, group: str, p) -> None:
+    def _record(self, group: str, p: Prediction) -> None:
         conv = p.conversation
         if conv.gold is not None:
             metric = self.metrics.setdefault(group, ToolCallMetrics(free_text_tools=self.free_text_tools))

@@ -2,8 +2,8 @@
 
 Policy = LoRA adapter "default" (initialised from the SFT adapter). Reference = the SFT policy: the SFT adapter
 loaded a second time, frozen, on the same quantized base (no second model); without an SFT adapter, the base with
-adapters disabled. Critic = a value head on the policy's hidden states (`critic: shared`) or a second LoRA adapter
-"critic" + value head (`critic: adapter`, like the paper's separate critic initialised from SFT).
+adapters disabled. Critic = a component (`systems.critics`): a value head on the policy's hidden states
+(`SharedCritic`) or a second LoRA adapter + value head (`AdapterCritic`, like the paper's separate critic).
 Manual optimisation; `training_step` reads as numbered stages.
 """
 
@@ -11,40 +11,40 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import lightning as L
 import torch
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
+from tl_lightning.checkpoints import load_tokenizer
+from tl_lightning.data.batches import PromptBatch
 from tl_lightning.errors import UserError, as_dataclass, to_plain
-from tl_lightning.evaluation.predict import prompt_token_ids
+from tl_lightning.evaluation.predict import classify_response
+from tl_lightning.format.tools import FREE_TEXT_TOOLS
 from tl_lightning.metrics.tool_call import ToolCallMetrics
 from tl_lightning.models.generation import GenerationSettings, generate_responses
-from tl_lightning.models.loading import ModelSettings, load_base_model, prepare_for_training
+from tl_lightning.models.loading import ModelSettings, load_base_model, prepare_checkpoint, prepare_for_training
 from tl_lightning.objectives.advantages import gae, masked_mean, masked_var, whiten
-from tl_lightning.objectives.kl import AdaptiveKLController, FixedKLController, kl_estimate
-from tl_lightning.objectives.ppo import clipped_policy_loss, clipped_value_loss
+from tl_lightning.objectives.kl import FixedKLController, KLController, kl_estimate
+from tl_lightning.objectives.ppo import clipped_policy_loss
 from tl_lightning.rewards.reward import RewardTable
-from tl_lightning.rewards.taxonomy import FREE_TEXT_TOOLS, classify, golds_for
-from tl_lightning.systems.ppo_rollout import (PPOSettings, Rollout, ValueHead, build_rollout, entropy_from_logits,
-                                              response_logprobs)
+from tl_lightning.systems.critics import Critic, SharedCritic, ValueHead
+from tl_lightning.systems.ppo_rollout import PPOSettings, Rollout, build_rollout, entropy_from_logits, response_logprobs
+from tl_lightning.systems.schedules import WarmupConstant, build_schedule
+
+REFERENCE_ADAPTER = "reference"
 
 
 @dataclass
 class KLSettings:
     """KL penalty to the reference (SFT) policy, added to the per-token reward."""
 
-    coef: float = 0.4
-    """Initial β (the paper code hard-codes 0.4)."""
+    controller: KLController = field(default_factory=FixedKLController)
+    """How β moves: `FixedKLController` (the paper code: β = 0.4) or `AdaptiveKLController` (Ziegler et al.)."""
     estimator: Literal["k1", "k3"] = "k1"
     """Per-token estimator: k1 = log π − log π_ref (paper code), k3 = non-negative low-variance estimator."""
-    controller: Literal["fixed", "adaptive"] = "fixed"
-    """fixed β, or adaptive towards `target` (Ziegler et al.)."""
-    target: float = 6.0
-    """Adaptive: target KL per sequence."""
-    horizon: int = 10_000
-    """Adaptive: adaptation horizon in sequences."""
 
 
 def _position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -52,78 +52,80 @@ def _position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
     return (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
 
 
+def default_optimizer(params) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(params, betas=(0.9, 0.95), weight_decay=0.0)  # the paper code's PPO optimizer
+
+
+def default_schedule(optimizer: torch.optim.Optimizer) -> WarmupConstant:
+    return WarmupConstant(optimizer, warmup=10)
+
+
 class PPOSystem(L.LightningModule):
     """PPO on tool-call prompts with the IRM reward.
 
     Args:
         policy: base checkpoint + quantization; `adapter` = the SFT adapter to start from; `lora` for a fresh one.
-        critic: "shared" (value head on the policy's hidden states) or "adapter" (separate LoRA adapter + value head,
-            initialised from the SFT adapter).
+        critic: the value function: `SharedCritic` (value head on the policy's hidden states) or `AdapterCritic`
+            (separate LoRA adapter + value head, initialised from the SFT adapter).
         reward: reward per error category (`taxonomy.classify`).
-        kl: KL penalty settings.
+        kl: KL penalty settings (controller component and estimator).
         ppo: PPO optimisation settings.
         generation: rollout decoding (paper: greedy, 512 new tokens).
+        optimizer: optimizer factory over the two parameter groups (default AdamW, betas (0.9, 0.95), no decay).
+        lr_scheduler: schedule factory (default `WarmupConstant` with 10 warmup steps).
         actor_lr: policy adapter learning rate.
         critic_lr: critic (adapter and value head) learning rate.
-        warmup_steps: linear learning-rate warmup in optimizer steps, constant after.
         rollout_seed: seeds sampling and minibatch order per iteration (exact resume).
         free_text_tools: tools whose argument content is not scored.
     """
 
-    def __init__(self, policy: ModelSettings = ModelSettings(), critic: Literal["shared", "adapter"] = "shared",
+    def __init__(self, policy: ModelSettings = ModelSettings(), critic: Critic | None = SharedCritic(),
                  reward: RewardTable = RewardTable(), kl: KLSettings = KLSettings(), ppo: PPOSettings = PPOSettings(),
-                 generation: GenerationSettings = GenerationSettings(max_new_tokens=512), actor_lr: float = 1e-5,
-                 critic_lr: float = 5e-5, warmup_steps: int = 10, rollout_seed: int = 0,
+                 generation: GenerationSettings = GenerationSettings(max_new_tokens=512),
+                 optimizer: OptimizerCallable | None = None, lr_scheduler: LRSchedulerCallable | None = None,
+                 actor_lr: float = 1e-5, critic_lr: float = 5e-5, rollout_seed: int = 0,
                  free_text_tools: list[str] = sorted(FREE_TEXT_TOOLS)) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
         self.automatic_optimization = False
         self.strict_loading = False  # checkpoints hold adapters + value head only
         self.policy_settings = as_dataclass(ModelSettings, policy)
         if self.policy_settings.lora is None and self.policy_settings.adapter is None:
             raise UserError("PPO trains LoRA adapters: set policy.adapter (the SFT adapter) or policy.lora")
+        if critic is None:
+            raise UserError("PPO with GAE needs a critic: set model.init_args.critic (SharedCritic or AdapterCritic)")
+        self.critic = critic
         self.reward_table = as_dataclass(RewardTable, reward)
         self.kl_settings = as_dataclass(KLSettings, kl)
         self.ppo = as_dataclass(PPOSettings, ppo)
         self.generation = as_dataclass(GenerationSettings, generation)
+        self.optimizer_factory, self.scheduler_factory = optimizer, lr_scheduler
         self.free_text_tools = frozenset(free_text_tools)
-        k = self.kl_settings
-        self.kl_ctl = (AdaptiveKLController(k.coef, k.target, k.horizon) if k.controller == "adaptive"
-                       else FixedKLController(k.coef))
+        self.kl_coef = self.kl_settings.controller.coef
         self.rollout_metrics = ToolCallMetrics(free_text_tools=self.free_text_tools)
         self.model = None
+        self.tokenizer = None
         self.value_head: ValueHead | None = None
         self.iteration = 0
         self.last_samples: list[dict] = []
 
     # ------------------------------------------------------------------------------------------------ models
+    def prepare_data(self) -> None:
+        prepare_checkpoint(self.policy_settings)
+
     def configure_model(self) -> None:
         if self.model is not None:
             return
         device = self.trainer.strategy.root_device if self._trainer is not None else torch.device("cpu")
+        self.tokenizer = load_tokenizer(self.policy_settings.checkpoint)
         self.model = prepare_for_training(load_base_model(self.policy_settings, device), self.policy_settings)
         if self.policy_settings.adapter:
             # Reference = the SFT policy: the same adapter again, frozen, on the same 4-bit base (a few MB, no second
             # model). Disabling adapters instead would give the pre-SFT base, not the policy the paper regularises to.
-            self.model.load_adapter(self.policy_settings.adapter, adapter_name="reference", is_trainable=False)
-        if self.hparams.critic == "adapter":
-            if self.policy_settings.adapter:
-                self.model.load_adapter(self.policy_settings.adapter, adapter_name="critic", is_trainable=True)
-            else:
-                self.model.add_adapter("critic", self.model.peft_config["default"])
+            self.model.load_adapter(self.policy_settings.adapter, adapter_name=REFERENCE_ADAPTER, is_trainable=False)
+        self.value_head = self.critic.attach(self.model, self.policy_settings.adapter, device)
         self.model.set_adapter("default")
-        self.value_head = ValueHead(self.model.config.hidden_size).to(device)
-        self._load_value_head()
         self.model.train()
-
-    def _load_value_head(self) -> None:
-        from pathlib import Path
-
-        path = Path(self.policy_settings.adapter or "") / "value_head.safetensors"
-        if self.policy_settings.adapter and path.is_file():
-            from safetensors.torch import load_file
-
-            self.value_head.load_state_dict(load_file(str(path)))
 
     def _forward(self, rollout: Rollout, adapter: str | None, hidden: bool = False):
         kwargs = dict(input_ids=rollout.sequences, attention_mask=rollout.attention_mask,
@@ -134,36 +136,26 @@ class PPOSystem(L.LightningModule):
         self.model.set_adapter(adapter)  # note: peft makes only the active adapter trainable
         return self.model(**kwargs)
 
-    def _values(self, rollout: Rollout, policy_out=None) -> torch.Tensor:
-        if self.hparams.critic == "shared":
-            out = policy_out if policy_out is not None else self._forward(rollout, "default", hidden=True)
-        else:
-            out = self._forward(rollout, "critic", hidden=True)
-        return self.value_head(out.hidden_states[-1], rollout.prompt_length)
+    def _policy_forward(self, rollout: Rollout):
+        return self._forward(rollout, "default", hidden=self.critic.reads_policy_hidden)
 
     # -------------------------------------------------------------------------------------------- training
-    def training_step(self, batch: list, batch_idx: int) -> None:
-        dm = self.trainer.datamodule
-        dm.consumed += len(batch)
+    def training_step(self, batch: PromptBatch, batch_idx: int) -> None:
         t0 = time.perf_counter()
         # step 1: sample responses from the policy (eval mode, no grad)
-        rollout = self._sample(batch, dm)
+        rollout = self._sample(batch)
         t1 = time.perf_counter()
         # step 2: score them with the IRM rule reward (taxonomy.classify → RewardTable)
         scores, categories = self._score(batch, rollout)
         t2 = time.perf_counter()
-        # step 3: log-probs of policy and reference (adapter disabled), and values
-        with torch.no_grad():
-            pol = self._forward(rollout, "default", hidden=self.hparams.critic == "shared")
-            old_logp = response_logprobs(pol.logits, rollout.sequences, rollout.prompt_length)
-            ref = self._forward(rollout, "reference" if self.policy_settings.adapter else None)
-            ref_logp = response_logprobs(ref.logits, rollout.sequences, rollout.prompt_length)
-            old_values = self._values(rollout, pol)
+        # step 3: log-probs of the policy and the reference (the SFT adapter), and the critic's values
+        old_logp, ref_logp, old_values = self._reference_pass(rollout)
         t3 = time.perf_counter()
-        # step 4: KL-penalised token rewards, score on the last response token; step 5: GAE
+        # step 4: KL-penalised token rewards, the score on the last response token
         mask = rollout.response_mask.float()
         kl = kl_estimate(old_logp, ref_logp, self.kl_settings.estimator) * mask
         rewards = self._token_rewards(kl, scores, mask)
+        # step 5: advantages and returns (GAE)
         adv, returns = gae(rewards, old_values, mask, self.ppo.gamma, self.ppo.lam)
         if self.ppo.whiten_advantages:
             adv = whiten(adv, mask)
@@ -171,38 +163,50 @@ class PPOSystem(L.LightningModule):
         stats = self._update(rollout, old_logp, old_values, adv, returns)
         t4 = time.perf_counter()
         # step 7: KL controller, logging
-        seq_kl = (kl.sum(1)).mean().item()
-        self.kl_ctl.update(seq_kl, len(batch))
+        seq_kl = kl.sum(1).mean().item()
+        self.kl_coef = self.kl_settings.controller.update(self.kl_coef, seq_kl, len(batch))
         self._log_iteration(scores, categories, rollout, seq_kl, old_values, returns, mask, stats,
                             {"rollout": t1 - t0, "score": t2 - t1, "ref_value": t3 - t2, "update": t4 - t3})
         self.iteration += 1
 
-    def _sample(self, batch: list, dm) -> Rollout:
-        ids = prompt_token_ids(batch, dm.renderer(), dm.tok, dm.hparams.prompt_format == "paper")
+    def _sample(self, batch: PromptBatch) -> Rollout:
+        tok = self.tokenizer
         self.model.eval()
         self.model.set_adapter("default")
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             torch.manual_seed(self.hparams.rollout_seed * 1_000_003 + self.iteration)  # sampling depends on (seed, iteration)
-            responses = generate_responses(self.model, ids, dm.tok.pad_token_id, dm.tok.eos_token_id, self.generation)
-        texts = [dm.tok.decode(r, skip_special_tokens=True) for r in responses]
-        r = build_rollout(ids, responses, dm.tok.pad_token_id, dm.tok.eos_token_id, texts, self.generation.max_prompt_length)
+            responses = generate_responses(self.model, batch.input_ids, tok.pad_token_id, tok.eos_token_id, self.generation)
+        texts = [tok.decode(r, skip_special_tokens=True) for r in responses]
+        r = build_rollout(batch.input_ids, responses, tok.pad_token_id, tok.eos_token_id, texts,
+                          self.generation.max_prompt_length)
         return Rollout(*(x.to(self.device) if torch.is_tensor(x) else x for x in (
             r.sequences, r.attention_mask, r.response_mask, r.prompt_length, r.texts, r.stopped)))
 
-    def _score(self, batch: list, rollout: Rollout) -> tuple[torch.Tensor, list[str]]:
-        cats = [classify(t, golds_for(c), c.tools, self.free_text_tools).category for t, c in zip(rollout.texts, batch)]
+    def _score(self, batch: PromptBatch, rollout: Rollout) -> tuple[torch.Tensor, list[str]]:
+        classified = [classify_response(t, c, self.free_text_tools)[1] for t, c in zip(rollout.texts, batch.conversations)]
+        cats = [c.category for c in classified]
         scores = torch.tensor([self.reward_table(c) for c in cats], device=self.device)
         scores = scores.clamp(-self.ppo.reward_clip, self.ppo.reward_clip)
         if self.ppo.no_stop_penalty is not None:
             scores = torch.where(rollout.stopped.to(self.device), scores,
                                  torch.full_like(scores, self.ppo.no_stop_penalty))
-        self.rollout_metrics.update(list(rollout.texts), [golds_for(c) for c in batch], [c.tools for c in batch])
+        self.rollout_metrics.update_classified(classified)
         self.last_samples = [{"iteration": self.iteration, "prompt_id": c.id, "response": t, "category": k,
-                              "reward": float(s)} for c, t, k, s in zip(batch, rollout.texts, cats, scores)]
+                              "reward": float(s)} for c, t, k, s in zip(batch.conversations, rollout.texts, cats, scores)]
         return scores, cats
 
+    @torch.no_grad()
+    def _reference_pass(self, rollout: Rollout) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        pol = self._policy_forward(rollout)
+        old_logp = response_logprobs(pol.logits, rollout.sequences, rollout.prompt_length)
+        old_values = self.critic.values(self.value_head, self._forward, rollout, pol)
+        del pol
+        ref = self._forward(rollout, REFERENCE_ADAPTER if self.policy_settings.adapter else None)
+        ref_logp = response_logprobs(ref.logits, rollout.sequences, rollout.prompt_length)
+        return old_logp, ref_logp, old_values
+
     def _token_rewards(self, kl: torch.Tensor, scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        rewards = -self.kl_ctl.value * kl
+        rewards = -self.kl_coef * kl
         last = (mask.sum(1).long() - 1).clamp_min(0)
         rewards[torch.arange(len(scores)), last] += scores * (mask.sum(1) > 0)
         return rewards
@@ -229,18 +233,12 @@ class PPOSystem(L.LightningModule):
     def _minibatch_step(self, opt, mb: Rollout, old_logp, old_values, adv, returns) -> dict[str, float]:
         mask = mb.response_mask.float()
         opt.zero_grad()
-        shared = self.hparams.critic == "shared"
-        out = self._forward(mb, "default", hidden=shared)
+        out = self._policy_forward(mb)
         logp = response_logprobs(out.logits, mb.sequences, mb.prompt_length)
         pg_loss, clipfrac, approx_kl = clipped_policy_loss(logp, old_logp, adv, mask, self.ppo.clip)
         entropy = masked_mean(entropy_from_logits(out.logits.detach(), mb.prompt_length), mask)
-        if shared:  # one adapter carries both losses
-            vf_loss, vf_clipfrac = clipped_value_loss(self._values(mb, out), old_values, returns, mask, self.ppo.value_clip)
-            self.manual_backward(pg_loss + self.ppo.vf_coef * vf_loss)
-        else:  # separate adapters: backward each right after its own forward (peft toggles requires_grad)
-            self.manual_backward(pg_loss)
-            vf_loss, vf_clipfrac = clipped_value_loss(self._values(mb), old_values, returns, mask, self.ppo.value_clip)
-            self.manual_backward(self.ppo.vf_coef * vf_loss)
+        vf_loss, vf_clipfrac = self.critic.backward(self.value_head, self.manual_backward, self._forward, mb, out,
+                                                    pg_loss, old_values, returns, mask)
         self.clip_gradients(opt, gradient_clip_val=self.ppo.max_grad_norm, gradient_clip_algorithm="norm")
         opt.step()
         return {"policy_loss": pg_loss.item(), "value_loss": vf_loss.item(), "clipfrac": clipfrac.item(),
@@ -249,7 +247,7 @@ class PPOSystem(L.LightningModule):
     def _log_iteration(self, scores, categories, rollout: Rollout, seq_kl, values, returns, mask, stats, times) -> None:
         var_r = masked_var(returns, mask)
         explained = 1 - masked_var(returns - values, mask) / var_r.clamp_min(1e-8)
-        logs = {"reward/mean": scores.mean().item(), "ppo/kl": seq_kl, "ppo/kl_coef": self.kl_ctl.value,
+        logs = {"reward/mean": scores.mean().item(), "ppo/kl": seq_kl, "ppo/kl_coef": self.kl_coef,
                 "ppo/explained_variance": explained.item(), "rollout/response_length": mask.sum(1).mean().item(),
                 "rollout/no_stop_frac": 1 - rollout.stopped.float().mean().item(),
                 **{f"ppo/{k}": v for k, v in stats.items()}, **{f"time/{k}": v for k, v in times.items()}}
@@ -260,26 +258,24 @@ class PPOSystem(L.LightningModule):
     # ------------------------------------------------------------------------------------------ optimizers
     def _param_groups(self) -> list[dict]:
         actor = [p for n, p in self.model.named_parameters() if "lora_" in n and ".default." in n]
-        critic = list(self.value_head.parameters())
-        if self.hparams.critic == "adapter":
-            critic += [p for n, p in self.model.named_parameters() if "lora_" in n and ".critic." in n]
+        critic = list(self.value_head.parameters()) + self.critic.adapter_parameters(self.model)
         return [{"params": actor, "lr": self.hparams.actor_lr}, {"params": critic, "lr": self.hparams.critic_lr}]
 
     def configure_optimizers(self):
         for n, p in self.model.named_parameters():
-            if "lora_" in n:
+            if "lora_" in n and f".{REFERENCE_ADAPTER}." not in n:
                 p.requires_grad_(True)
-        opt = torch.optim.AdamW(self._param_groups(), betas=(0.9, 0.95), weight_decay=0.0)
-        warmup = self.hparams.warmup_steps
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup) if warmup else 1.0)
+        opt = (self.optimizer_factory or default_optimizer)(self._param_groups())
+        sched = build_schedule(self.scheduler_factory, opt, int(self.trainer.estimated_stepping_batches)
+                               * self.ppo.ppo_epochs, default_schedule)
         return [opt], [sched]
 
     # ------------------------------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # trainable adapters + value head only (the frozen reference adapter is reloaded from the SFT directory)
-        keep = lambda k: ("lora_" in k and ".reference." not in k) or k.startswith("value_head.")  # noqa: E731
+        keep = lambda k: ("lora_" in k and f".{REFERENCE_ADAPTER}." not in k) or k.startswith("value_head.")  # noqa: E731
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if keep(k)}
-        checkpoint["ppo_state"] = {"kl_controller": self.kl_ctl.state_dict(), "iteration": self.iteration,
+        checkpoint["ppo_state"] = {"kl_coef": self.kl_coef, "iteration": self.iteration,
                                    "python_rng": random.getstate(), "torch_rng": torch.get_rng_state()}
         for key in ("hyper_parameters", "datamodule_hyper_parameters"):
             if key in checkpoint:
@@ -288,7 +284,7 @@ class PPOSystem(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         state = checkpoint.get("ppo_state", {})
         if state:
-            self.kl_ctl.load_state_dict(state["kl_controller"])
+            self.kl_coef = float(state["kl_coef"])
             self.iteration = int(state["iteration"])
             random.setstate(state["python_rng"])
             torch.set_rng_state(state["torch_rng"])

@@ -1,4 +1,4 @@
-"""PPO rollout pieces: the `Rollout` record, sequence assembly, token log-probs and the value head."""
+"""PPO rollout pieces: the `Rollout` record, the PPO settings, sequence assembly and token log-probs."""
 
 from __future__ import annotations
 
@@ -33,8 +33,6 @@ class PPOSettings:
     """Sequences per gradient step."""
     clip: float = 0.2
     """Policy ratio clip ε."""
-    value_clip: float = 0.2
-    """Value clip around the rollout values."""
     gamma: float = 1.0
     """Discount."""
     lam: float = 0.95
@@ -45,10 +43,8 @@ class PPOSettings:
     """Clip the rule reward to ±reward_clip (a no-op for the default table, as in the paper code)."""
     no_stop_penalty: float | None = None
     """If set, the score of a response that never emits EOS (hits max_new_tokens) is replaced by this value."""
-    vf_coef: float = 1.0
-    """Value-loss weight (shared critic: both losses flow through one adapter)."""
     max_grad_norm: float = 1.0
-    """Gradient clipping."""
+    """Gradient clipping (norm)."""
 
 
 def build_rollout(prompt_ids: list[list[int]], responses: list[list[int]], pad_id: int, eos_id: int,
@@ -78,17 +74,3 @@ def response_logprobs(logits: torch.Tensor, sequences: torch.Tensor, prompt_leng
 def entropy_from_logits(logits: torch.Tensor, prompt_length: int) -> torch.Tensor:
     logp = F.log_softmax(logits[:, prompt_length - 1: -1].float(), -1)
     return -(logp.exp() * logp).sum(-1)
-
-
-class ValueHead(torch.nn.Module):
-    """V(s_t) = w·h_t: a bias-free linear head on the last hidden state (as the paper code's critic), zero-initialised
-    so the first values are 0."""
-
-    def __init__(self, hidden_size: int) -> None:
-        super().__init__()
-        self.linear = torch.nn.Linear(hidden_size, 1, bias=False)
-        torch.nn.init.zeros_(self.linear.weight)
-
-    def forward(self, hidden: torch.Tensor, prompt_length: int) -> torch.Tensor:
-        """(b, P + R, h) hidden states → (b, R) values of the states before each response token."""
-        return self.linear(hidden[:, prompt_length - 1: -1].float()).squeeze(-1)

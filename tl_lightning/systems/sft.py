@@ -1,30 +1,31 @@
-"""`SFTSystem`: weighted-token SFT (MAE masks + PKT weights come with the batch) on a 4-bit/8-bit/full base + LoRA."""
+"""`SFTSystem`: weighted-token SFT (MAE masks + PKT weights come with the batch) on a 4-bit/8-bit/full base + LoRA.
+
+Validation batches are teacher-forced (loss, key-token accuracy) or, from the datamodule's second validation
+loader, `PromptBatch`es of step prompts that are decoded greedily and scored (TS / PI / CF, category rates).
+"""
 
 from __future__ import annotations
 
-import math
 import time
-from typing import Literal
 
 import lightning as L
 import torch
-from lightning.pytorch.cli import OptimizerCallable
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
+from tl_lightning.checkpoints import load_tokenizer
 from tl_lightning.constants import IGNORE_INDEX
+from tl_lightning.data.batches import PromptBatch
 from tl_lightning.errors import as_dataclass, to_plain
-from tl_lightning.evaluation.predict import predict
+from tl_lightning.evaluation.predict import predict_batch
 from tl_lightning.metrics.tool_call import ToolCallMetrics
 from tl_lightning.models.generation import GenerationSettings
-from tl_lightning.models.loading import ModelSettings, load_policy
+from tl_lightning.models.loading import ModelSettings, load_policy, prepare_checkpoint
 from tl_lightning.objectives.weighted_ce import label_weights, token_cross_entropy, weighted_cross_entropy
+from tl_lightning.systems.schedules import WarmupCosine, build_schedule
 
 
-def cosine_with_warmup(step: int, warmup: int, total: int, min_ratio: float = 0.0) -> float:
-    """LR multiplier: linear warmup from 0 over `warmup` steps, then cosine decay to `min_ratio` at `total`."""
-    if warmup > 0 and step < warmup:
-        return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+def default_optimizer(params) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(params, lr=2e-4, betas=(0.9, 0.95), weight_decay=0.01)
 
 
 class SFTSystem(L.LightningModule):
@@ -33,30 +34,32 @@ class SFTSystem(L.LightningModule):
     Args:
         policy: what to load (checkpoint, quantization, LoRA, gradient checkpointing).
         optimizer: optimizer factory (default AdamW, lr 2e-4, betas (0.9, 0.95), weight decay 0.01).
-        warmup_ratio: share of the total steps used for linear warmup.
-        schedule: "cosine" (decay to 0 after warmup) or "constant" (after warmup).
-        val_generation: at each validation, greedily decode this many validation step prompts and log TS / PI / CF
-            and error-category rates (`val/ts`, `val/rate/<category>`); 0 turns it off.
-        generation: decoding settings for `val_generation`.
+        lr_scheduler: schedule factory, stepped every optimizer step (default `WarmupCosine` with 3% warmup).
+        generation: decoding of the validation step prompts (the datamodule's `val_generation`).
     """
 
     def __init__(self, policy: ModelSettings = ModelSettings(), optimizer: OptimizerCallable | None = None,
-                 warmup_ratio: float = 0.03, schedule: Literal["cosine", "constant"] = "cosine",
-                 val_generation: int = 0, generation: GenerationSettings = GenerationSettings(max_new_tokens=96)) -> None:
+                 lr_scheduler: LRSchedulerCallable | None = None,
+                 generation: GenerationSettings = GenerationSettings(max_new_tokens=96)) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["optimizer"])
+        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
         self.policy_settings = as_dataclass(ModelSettings, policy)
         self.generation = as_dataclass(GenerationSettings, generation)
         self.val_tool_metrics = ToolCallMetrics()
-        self.optimizer_factory = optimizer
+        self.optimizer_factory, self.scheduler_factory = optimizer, lr_scheduler
         self.model = None
+        self.tokenizer = None
         self._t_last: float | None = None
         self.strict_loading = False  # checkpoints hold the adapter only (see on_save_checkpoint)
+
+    def prepare_data(self) -> None:
+        prepare_checkpoint(self.policy_settings)  # e.g. the quickstart's tiny model, built on first use
 
     def configure_model(self) -> None:
         if self.model is not None:
             return
         device = self.trainer.strategy.root_device if self._trainer is not None else torch.device("cpu")
+        self.tokenizer = load_tokenizer(self.policy_settings.checkpoint)
         self.model = load_policy(self.policy_settings, device)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
@@ -108,35 +111,27 @@ class SFTSystem(L.LightningModule):
         self._t_last = now
         return out["weighted_loss"]
 
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
+    def validation_step(self, batch: dict | PromptBatch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        if isinstance(batch, PromptBatch):  # step prompts: decode greedily and score
+            if not self.trainer.sanity_checking:
+                preds = predict_batch(self.model, self.tokenizer, batch, self.generation)
+                self.val_tool_metrics.update_classified([p.classification for p in preds])
+            return
         out = self._losses(batch)
         bs = batch["input_ids"].size(0)
         for k in ("loss", "weighted_loss", "key_token_acc", "token_acc"):
-            self.log(f"val/{k}", out[k], prog_bar=k == "loss", batch_size=bs, sync_dist=True)
+            self.log(f"val/{k}", out[k], prog_bar=k == "loss", batch_size=bs, sync_dist=True, add_dataloader_idx=False)
 
     def on_validation_epoch_end(self) -> None:
-        dm = self.trainer.datamodule if self._trainer is not None else None
-        n = self.hparams.val_generation
-        if not n or dm is None or not getattr(dm, "val_prompts", None) or self.trainer.sanity_checking:
+        if float(self.val_tool_metrics.total) == 0:  # nothing decoded (no prompt loader, or the sanity check)
             return
-        preds = predict(self.model, dm.tok, dm.renderer(), dm.val_prompts[:n], self.generation,
-                        batch_size=dm.hparams.batch_size, add_special_tokens=dm.hparams.prompt_format == "paper")
-        self.val_tool_metrics.update_classified([p.classification for p in preds])
         for k, v in self.val_tool_metrics.compute().items():
             self.log(f"val/{k}", v, prog_bar=k == "cf")
         self.val_tool_metrics.reset()
 
     def configure_optimizers(self):
         params = [p for p in self.model.parameters() if p.requires_grad]
-        if self.optimizer_factory is not None:
-            opt = self.optimizer_factory(params)
-        else:
-            opt = torch.optim.AdamW(params, lr=2e-4, betas=(0.9, 0.95), weight_decay=0.01)
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        warmup = int(self.hparams.warmup_ratio * total)
-        if self.hparams.schedule == "cosine":
-            fn = lambda s: cosine_with_warmup(s, warmup, total)  # noqa: E731
-        else:
-            fn = lambda s: min(1.0, (s + 1) / warmup) if warmup else 1.0  # noqa: E731
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, fn)
+        opt = (self.optimizer_factory or default_optimizer)(params)
+        sched = build_schedule(self.scheduler_factory, opt, int(self.trainer.estimated_stepping_batches),
+                               default=lambda o: WarmupCosine(o, warmup=0.03))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

@@ -13,10 +13,14 @@ from typing import Any, Literal
 
 from tl_lightning.data.loaders.base import LoadReport, OnError
 from tl_lightning.data.loaders.benchmarks import load_bfcl, load_tool_library, load_toolalpaca, load_tooleyes
-from tl_lightning.data.loaders.conversations import (load_conversations, load_openai, load_rotbench,
-                                                     load_toolbench_answer)
-from tl_lightning.data.schema import Conversation
+from tl_lightning.data.loaders.conversations import (
+    load_conversations,
+    load_openai,
+    load_rotbench,
+    load_toolbench_answer,
+)
 from tl_lightning.errors import DataError
+from tl_lightning.format.schema import Conversation
 
 log = logging.getLogger(__name__)
 

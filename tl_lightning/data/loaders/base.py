@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from tl_lightning.data.call_format import parse_calls
-from tl_lightning.data.schema import Conversation, ToolCall, ToolSpec
 from tl_lightning.errors import DataError
+from tl_lightning.format.call_format import parse_calls
+from tl_lightning.format.schema import Conversation, ToolCall, ToolSpec
 
 log = logging.getLogger(__name__)
 OnError = Literal["raise", "skip"]

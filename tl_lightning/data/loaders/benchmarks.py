@@ -8,12 +8,20 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tl_lightning.data.call_format import parse_calls
-from tl_lightning.data.loaders.base import (ItemError, LoadReport, OnError, check_length, convert_items, parse_tools,
-                                            read_json, read_json_or_jsonl)
-from tl_lightning.data.loaders.conversations import _convert_turns, _role_content, tools_from_system
-from tl_lightning.data.schema import Conversation, Message, ToolCall, ToolParam, ToolSpec, normalise_type, stable_id
+from tl_lightning.data.loaders.base import (
+    ItemError,
+    LoadReport,
+    OnError,
+    check_length,
+    convert_items,
+    parse_tools,
+    read_json,
+    read_json_or_jsonl,
+)
+from tl_lightning.data.loaders.conversations import _convert_turns, _role_content
 from tl_lightning.errors import DataError
+from tl_lightning.format.call_format import parse_calls
+from tl_lightning.format.schema import Conversation, Message, ToolCall, ToolParam, ToolSpec, normalise_type, stable_id
 
 # ------------------------------------------------------------------------------------------------- ToolAlpaca
 _TA_PARAM = re.compile(r"^\s*(Required|Optional)\.\s*([\w\[\]]*)\.?\s*(.*)$", re.DOTALL | re.IGNORECASE)

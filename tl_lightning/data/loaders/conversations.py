@@ -9,10 +9,19 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tl_lightning.data.call_format import parse_calls
-from tl_lightning.data.loaders.base import (ItemError, LoadReport, OnError, check_length, convert_items, parse_call_text,
-                                            parse_tools, read_json, read_json_or_jsonl)
-from tl_lightning.data.schema import Conversation, Message, ToolCall, stable_id
+from tl_lightning.data.loaders.base import (
+    ItemError,
+    LoadReport,
+    OnError,
+    check_length,
+    convert_items,
+    parse_call_text,
+    parse_tools,
+    read_json,
+    read_json_or_jsonl,
+)
+from tl_lightning.format.call_format import parse_calls
+from tl_lightning.format.schema import Conversation, Message, ToolCall, stable_id
 
 _ROLE_MAP = {"system": "system", "user": "user", "human": "user", "assistant": "assistant", "gpt": "assistant",
              "function": "tool", "tool": "tool", "observation": "tool", "ipython": "tool"}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from tl_lightning.data.schema import ToolParam, ToolSpec
+from tl_lightning.format.schema import ToolParam, ToolSpec
 
 
 @dataclass(frozen=True)

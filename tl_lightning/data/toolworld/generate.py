@@ -17,9 +17,17 @@ import random
 import re
 from dataclasses import dataclass
 
-from tl_lightning.data.schema import Conversation, Message, ToolCall
-from tl_lightning.data.toolworld.catalog import (ASK_TO_USER, CHAINS, FINISH, TOOLS, TOOLS_BY_NAME, VALUE_TYPES, ToolDef,
-                                                 draw_value)
+from tl_lightning.data.toolworld.catalog import (
+    ASK_TO_USER,
+    CHAINS,
+    FINISH,
+    TOOLS,
+    TOOLS_BY_NAME,
+    VALUE_TYPES,
+    ToolDef,
+    draw_value,
+)
+from tl_lightning.format.schema import Conversation, Message, ToolCall
 
 ERROR_KINDS = ("tool_hallucination", "wrong_tool", "missing_parameter", "unexpected_parameter", "bad_value")
 FOLLOW_PHRASES = {

@@ -37,8 +37,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from tl_lightning.data.call_format import Span, join_rendered, render_calls
-from tl_lightning.data.schema import Conversation, Message, ToolSpec
+from tl_lightning.format.call_format import Span, join_rendered, render_calls
+from tl_lightning.format.schema import Conversation, Message, ToolSpec
 
 ROLE_HEADERS = {"system": "System", "user": "User", "assistant": "Assistant", "tool": "Output"}
 
@@ -63,10 +63,15 @@ class Segment:
 
 @dataclass(frozen=True)
 class Rendered:
-    """Rendered text and its segments (in order, covering `text` without gaps)."""
+    """Rendered text and its segments (in order, covering `text` without gaps).
+
+    `add_special_tokens` is the renderer's BOS policy, which every tokenization of `text` must follow: the paper
+    format's text has no BOS, so the tokenizer adds it; a chat template writes its own special tokens.
+    """
 
     text: str
     segments: tuple[Segment, ...]
+    add_special_tokens: bool = True
 
     @property
     def prompt_end(self) -> int:
@@ -75,6 +80,8 @@ class Rendered:
 
 
 class Renderer(Protocol):
+    """Conversation → `Rendered`; `add_generation_prompt` ends the text where the next assistant turn begins."""
+
     def render(self, conv: Conversation, messages: tuple[Message, ...] | None = None,
                add_generation_prompt: bool = False) -> Rendered: ...
 
@@ -109,8 +116,8 @@ class _Builder:
             self.segments.append(Segment(role, message_index, start, self.pos, trainable, **extra))
         return start
 
-    def build(self) -> Rendered:
-        return Rendered(text="".join(self.parts), segments=tuple(self.segments))
+    def build(self, add_special_tokens: bool) -> Rendered:
+        return Rendered("".join(self.parts), tuple(self.segments), add_special_tokens)
 
 
 @dataclass(frozen=True)
@@ -147,7 +154,7 @@ class PaperFormat:
             self._add_assistant_body(b, msg, i)
         if add_generation_prompt:
             b.add("\nAssistant:", "header", len(messages), False)
-        return b.build()
+        return b.build(add_special_tokens=True)  # the text has no BOS: the tokenizer adds it
 
     def _add_assistant_body(self, b: _Builder, msg: Message, index: int) -> None:
         rendered = render_calls(msg.calls)
@@ -209,7 +216,7 @@ class ChatTemplateFormat:
         if add_generation_prompt:
             text = self._apply(conv, hf_msgs, gen=True)
             b.add(text[len(prev):], "header", len(messages), False)
-        return b.build()
+        return b.build(add_special_tokens=False)  # templates write their own BOS
 
 
 def make_renderer(prompt_format: str, tokenizer) -> Renderer:

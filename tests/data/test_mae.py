@@ -1,15 +1,23 @@
 """ToolWorld determinism and error share; MAE detectors and modes."""
 
+import random
 from collections import Counter
 
-from conftest import shared_data
+from helpers import shared_data
+
 from tl_lightning.data.loaders import load_source
-from tl_lightning.data.mae import (MAESettings, ReferenceDetector, StructuredDetector, apply_mae, erroneous_turns)
+from tl_lightning.data.mae import (
+    AnyDetector,
+    MAESettings,
+    ReferenceDetector,
+    RegexDetector,
+    StructuredDetector,
+    apply_mae,
+    erroneous_turns,
+)
 from tl_lightning.data.toolworld import ToolWorld, execute
 from tl_lightning.data.toolworld.catalog import TOOLS_BY_NAME
-from tl_lightning.data.schema import ToolCall
-
-import random
+from tl_lightning.format.schema import ToolCall
 
 
 def test_toolworld_is_deterministic_and_splits_differ():
@@ -68,10 +76,13 @@ def test_mae_modes():
     assert not blocked and len(dropped.messages) == len(conv.messages) - 2 * len(conv.meta["errors"])
     none, _ = apply_mae(conv, MAESettings(mode="drop_conversation"))
     assert none is None
-    same, blocked = apply_mae(conv, MAESettings(detector="none"))
+    same, blocked = apply_mae(conv, MAESettings(detector=None))
     assert same is conv and not blocked
-    extra, blocked = apply_mae(conv, MAESettings(detector="none", patterns=[r"TypeError|NameError|error"]))
+    extra, blocked = apply_mae(conv, MAESettings(detector=RegexDetector((r"TypeError|NameError|error",))))
     assert blocked
+    both, blocked = apply_mae(conv, MAESettings(detector=AnyDetector((RegexDetector((r"no such marker",)),
+                                                                      StructuredDetector()))))
+    assert bad in blocked
 
 
 def test_mae_on_rotbench_third_turn():

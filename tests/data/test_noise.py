@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 from tl_lightning.data.noise import ADDED_PARAM_DESCRIPTION, NOISE_LEVELS, _rename_in_feedback, add_noise
-from tl_lightning.data.schema import ToolCall
 from tl_lightning.data.steps import all_step_prompts
 from tl_lightning.data.toolworld import ToolWorld
+from tl_lightning.format.call_format import parse_calls, render_call
+from tl_lightning.format.schema import ToolCall
 from tl_lightning.metrics.tool_call import schema_validity
-from tl_lightning.data.call_format import parse_calls, render_call
 from tl_lightning.rewards.taxonomy import classify, golds_for
 
 CONVS = ToolWorld(seed=3, error_rate=0.5).split("noise-test", 40)

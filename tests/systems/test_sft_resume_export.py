@@ -3,18 +3,21 @@
 from pathlib import Path
 
 import lightning as L
-import pytest
 import torch
 
-from tl_lightning.data.sft_datamodule import DataSource, ToolSFTDataModule
+from tl_lightning.data.sft_datamodule import ToolSFTDataModule
+from tl_lightning.data.sources import DataSource
 from tl_lightning.models.loading import LoraSettings, ModelSettings
+from tl_lightning.systems.schedules import WarmupConstant
 from tl_lightning.systems.sft import SFTSystem
+
+CONSTANT = WarmupConstant  # no warmup, constant LR
 
 
 def _system(ckpt, quantization="nf4"):
     return SFTSystem(ModelSettings(checkpoint=ckpt, quantization=quantization, compute_dtype="float32",
                                    lora=LoraSettings(r=4, alpha=8, dropout=0.0)),
-                     optimizer=lambda p: torch.optim.AdamW(p, lr=1e-2), warmup_ratio=0.0, schedule="constant")
+                     optimizer=lambda p: torch.optim.AdamW(p, lr=1e-2), lr_scheduler=CONSTANT)
 
 
 def _dm(ckpt):

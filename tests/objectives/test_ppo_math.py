@@ -65,15 +65,12 @@ def test_kl_estimators():
 
 def test_kl_controllers():
     fixed = FixedKLController(0.4)
-    fixed.update(10.0, 8)
-    assert fixed.value == 0.4
-    up, down = AdaptiveKLController(0.1, target=1.0, horizon=100), AdaptiveKLController(0.1, target=1.0, horizon=100)
-    up.update(5.0, 10)     # KL above target -> beta grows: 0.1 * (1 + 0.2 * 10/100)
-    down.update(0.1, 10)   # below -> shrinks: 0.1 * (1 - 0.2 * 10/100)
-    assert up.value == pytest.approx(0.102) and down.value == pytest.approx(0.098)
-    restored = AdaptiveKLController(1.0, 1.0, 100)
-    restored.load_state_dict(up.state_dict())
-    assert restored.value == up.value
+    assert fixed.update(fixed.coef, 10.0, 8) == 0.4
+    adaptive = AdaptiveKLController(0.1, target=1.0, horizon=100)
+    up = adaptive.update(adaptive.coef, 5.0, 10)      # KL above target -> beta grows: 0.1 * (1 + 0.2 * 10/100)
+    down = adaptive.update(adaptive.coef, 0.1, 10)    # below -> shrinks: 0.1 * (1 - 0.2 * 10/100)
+    assert up == pytest.approx(0.102) and down == pytest.approx(0.098)
+    assert adaptive.update(up, 5.0, 10) == pytest.approx(0.102 * 1.02)  # stateless: the system carries beta
 
 
 @settings(max_examples=60, deadline=None)

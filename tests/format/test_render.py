@@ -1,7 +1,7 @@
 """Renderers: the paper's worked example rendered exactly; spans point at the right text; chat-template path."""
 
-from tl_lightning.data.render import ChatTemplateFormat, PaperFormat
-from tl_lightning.data.schema import Conversation, Message, ToolCall, ToolParam, ToolSpec
+from tl_lightning.format.render import ChatTemplateFormat, PaperFormat
+from tl_lightning.format.schema import Conversation, Message, ToolCall, ToolParam, ToolSpec
 
 # The paper's worked example (paper.md §3.1): tools getPaperDetails / getPapersByKeywords / finish.
 TOOLS = (

@@ -1,11 +1,11 @@
 """Loaders on the real shared data (counts documented in docs/data.md) and on bad-input fixtures."""
 
 import pytest
+from helpers import FIXTURES, shared_data
 
-from conftest import FIXTURES, shared_data
 from tl_lightning.data.loaders import LoadReport, as_hf_dataset, load_source
-from tl_lightning.data.schema import Conversation, ToolCall
 from tl_lightning.errors import DataError
+from tl_lightning.format.schema import Conversation, ToolCall
 
 
 def _load(fmt, path, **kw):

@@ -1,12 +1,29 @@
-"""A scripted "model" for pipeline tests: `generate` answers each prompt with a fixed text (e.g. its gold call).
+"""Test helpers shared across the suite (import as `from helpers import ...`; tests/ is on sys.path).
 
-It goes through the real tokenizer, left padding, EOS cutting, decoding, parsing and classification, so
-evaluation can be tested for exact scores without a trained model.
+* `SHARED_DATA`, `FIXTURES`, `shared_data(...)`: the real benchmark files in ../shared/data (tests that need them
+  skip when the folder is absent) and the bad-input fixtures.
+* `ScriptedModel`: a "model" whose `generate` answers each prompt with a fixed text (e.g. its gold call). It goes
+  through the real tokenizer, left padding, EOS cutting, decoding, parsing and classification, so evaluation can
+  be tested for exact scores without a trained model.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 import torch
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def shared_data(*parts: str) -> Path:
+    p = SHARED_DATA.joinpath(*parts)
+    if not p.exists():
+        pytest.skip(f"{p} not present (the ../shared data folder beside the repo)")
+    return p
 
 
 class ScriptedModel(torch.nn.Module):

@@ -9,9 +9,13 @@ import lightning as L
 import pytest
 import torch
 
-from tl_lightning.data.sft_datamodule import DataSource, ToolSFTDataModule
+from tl_lightning.data.sft_datamodule import ToolSFTDataModule
+from tl_lightning.data.sources import DataSource
 from tl_lightning.models.loading import LoraSettings, ModelSettings
+from tl_lightning.systems.schedules import WarmupConstant
 from tl_lightning.systems.sft import SFTSystem
+
+CONSTANT = WarmupConstant  # no warmup, constant LR
 
 
 def _fit(ckpt: str, root: Path, devices: int, per_device_batch: int) -> list[float]:
@@ -19,7 +23,7 @@ def _fit(ckpt: str, root: Path, devices: int, per_device_batch: int) -> list[flo
     system = SFTSystem(ModelSettings(checkpoint=ckpt, quantization="nf4", compute_dtype="float32",
                                      lora=LoraSettings(r=4, alpha=8, dropout=0.0)),
                        # SGD, not Adam: Adam is invariant to gradient scale and would hide a normalisation error
-                       optimizer=functools.partial(torch.optim.SGD, lr=2.0), warmup_ratio=0.0, schedule="constant")
+                       optimizer=functools.partial(torch.optim.SGD, lr=2.0), lr_scheduler=CONSTANT)
     dm = ToolSFTDataModule(tokenizer=ckpt, train=DataSource(size=16), val=DataSource(split="val", size=2),
                            max_length=900, batch_size=per_device_batch, shuffle=True, shuffle_seed=5)
     trainer = L.Trainer(accelerator="cpu", devices=devices, strategy="ddp_spawn" if devices > 1 else "auto",

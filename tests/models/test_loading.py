@@ -3,9 +3,15 @@
 import pytest
 import torch
 
+from tl_lightning.checkpoints import resolve_checkpoint
 from tl_lightning.errors import UserError
-from tl_lightning.models.loading import (LoraSettings, ModelSettings, disable_cpu_bf16_repack, load_base_model,
-                                         load_policy, resolve_checkpoint)
+from tl_lightning.models.loading import (
+    LoraSettings,
+    ModelSettings,
+    disable_cpu_bf16_repack,
+    load_base_model,
+    load_policy,
+)
 
 
 def _lora_grads(model, ids):

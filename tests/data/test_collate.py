@@ -5,7 +5,9 @@ import pytest
 import torch
 
 from tl_lightning.constants import IGNORE_INDEX
-from tl_lightning.data.sft_datamodule import DataSource, ToolSFTDataModule, pack_rows, pack_sft_batch, pad_sft_batch
+from tl_lightning.data.collate import pack_rows, pack_sft_batch, pad_sft_batch
+from tl_lightning.data.sft_datamodule import ToolSFTDataModule
+from tl_lightning.data.sources import DataSource
 from tl_lightning.models.loading import LoraSettings, ModelSettings
 from tl_lightning.systems.sft import SFTSystem
 

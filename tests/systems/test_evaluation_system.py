@@ -2,16 +2,14 @@
 checkpoint runs through all four benchmarks and writes the table and the plot."""
 
 import json
-from pathlib import Path
 
 import lightning as L
 import pytest
+from helpers import FIXTURES, SHARED_DATA, ScriptedModel, shared_data
 
-from conftest import FIXTURES, SHARED_DATA, shared_data
-from scripted import ScriptedModel
 from tl_lightning.data.benchmark_datamodule import BenchmarkDataModule, BenchmarkSource
-from tl_lightning.data.call_format import join_rendered, render_calls
-from tl_lightning.data.schema import ToolCall
+from tl_lightning.format.call_format import join_rendered, render_calls
+from tl_lightning.format.schema import ToolCall
 from tl_lightning.models.loading import ModelSettings
 from tl_lightning.systems.evaluation import EvalSystem
 

@@ -29,7 +29,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from tl_lightning.data.schema import ToolCall
+from tl_lightning.format.schema import ToolCall
 
 Span = tuple[int, int]
 MAX_PARSE_CHARS = 20_000

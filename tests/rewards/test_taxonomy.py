@@ -2,14 +2,14 @@
 
 import pytest
 import torch
+from helpers import shared_data
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import shared_data
-from tl_lightning.data.call_format import join_rendered, render_calls
 from tl_lightning.data.loaders import load_source
-from tl_lightning.data.schema import ToolCall, ToolParam, ToolSpec
-from tl_lightning.metrics.tool_call import ToolCallMetrics, tool_call_metrics
+from tl_lightning.format.call_format import join_rendered, render_calls
+from tl_lightning.format.schema import ToolCall, ToolParam, ToolSpec
+from tl_lightning.metrics.tool_call import tool_call_metrics
 from tl_lightning.rewards.reward import RewardTable, tool_call_rewards
 from tl_lightning.rewards.taxonomy import CATEGORIES, GoldCall, classify, golds_for
 
@@ -176,59 +176,6 @@ def test_rotbench_perturbations_move_exactly_their_metric():
 
     val = tool_call_metrics(_perturbed(sub, change), sg, st_)
     assert val["ts"] == val["pi"] == 1.0 and val["cf"] == 0.0 and val["rate/content_filling"] == 1.0
-
-
-def test_metric_accumulates_like_functional():
-    convs = _rotbench("slight")
-    preds = [join_rendered(render_calls(c.gold[-1])) if i % 3 else "bad output(" for i, c in enumerate(convs)]
-    golds, tools = [golds_for(c) for c in convs], [c.tools for c in convs]
-    m = ToolCallMetrics()
-    for i in range(0, len(convs), 17):
-        m.update(preds[i:i + 17], golds[i:i + 17], tools[i:i + 17])
-    acc = {k: float(v) for k, v in m.compute().items()}
-    assert acc == pytest.approx(tool_call_metrics(preds, golds, tools))
-    assert acc["ts"] >= acc["pi"] >= acc["cf"] and abs(sum(acc[f"rate/{c}"] for c in CATEGORIES) - 1) < 1e-9
-    m.reset()
-    assert float(m.total) == 0
-
-
-def _ddp_worker(rank, world, port, preds, golds, tools, out):
-    import os
-
-    import torch.distributed as dist
-
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world)
-    m = ToolCallMetrics()
-    m.update(preds[rank::world], golds[rank::world], tools[rank::world])
-    res = {k: float(v) for k, v in m.compute().items()}
-    if rank == 0:
-        out.put(res)
-    dist.barrier()
-    dist.destroy_process_group()
-
-
-def test_ddp_gloo_sync_matches_functional():
-    import socket
-
-    import torch.multiprocessing as mp
-
-    convs = _rotbench("clean")[:40]
-    preds = [join_rendered(render_calls(c.gold[0])) if i % 2 else "x(" for i, c in enumerate(convs)]
-    golds, tools = [golds_for(c) for c in convs], [c.tools for c in convs]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    ctx = mp.get_context("spawn")
-    q = ctx.Queue()
-    procs = [ctx.Process(target=_ddp_worker, args=(r, 2, port, preds, golds, tools, q)) for r in range(2)]
-    for p in procs:
-        p.start()
-    res = q.get(timeout=120)
-    for p in procs:
-        p.join(timeout=60)
-        assert p.exitcode == 0
-    assert res == pytest.approx(tool_call_metrics(preds, golds, tools))
 
 
 @settings(max_examples=1500, deadline=None)

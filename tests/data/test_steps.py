@@ -1,13 +1,13 @@
 """Step prompts, left padding / EOS cutting, and the predict path with a scripted model."""
 
 import torch
+from helpers import ScriptedModel
 
-from scripted import ScriptedModel
-from tl_lightning.data.call_format import join_rendered, render_calls
-from tl_lightning.data.render import PaperFormat
 from tl_lightning.data.steps import all_step_prompts, step_prompts
 from tl_lightning.data.toolworld import ToolWorld
 from tl_lightning.evaluation.predict import predict
+from tl_lightning.format.call_format import join_rendered, render_calls
+from tl_lightning.format.render import PaperFormat
 from tl_lightning.models.generation import GenerationSettings, cut_at_eos, left_pad
 
 

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tl_lightning.data.call_format import parse_calls, render_call, render_calls
-from tl_lightning.data.schema import ToolCall
+from tl_lightning.format.call_format import parse_calls, render_call, render_calls
+from tl_lightning.format.schema import ToolCall
 
 
 def test_non_identifier_keys_round_trip():

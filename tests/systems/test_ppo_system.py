@@ -9,19 +9,26 @@ import torch
 
 from tl_lightning.callbacks import HFExport
 from tl_lightning.data.prompt_datamodule import ToolPromptDataModule
-from tl_lightning.data.sft_datamodule import DataSource
+from tl_lightning.data.sources import DataSource
 from tl_lightning.models.loading import LoraSettings, ModelSettings
+from tl_lightning.objectives.kl import FixedKLController
 from tl_lightning.rewards.reward import RewardTable
-from tl_lightning.systems.ppo import PPOSystem
+from tl_lightning.systems.critics import AdapterCritic, SharedCritic
+from tl_lightning.systems.ppo import KLSettings, PPOSystem
+from tl_lightning.systems.schedules import WarmupConstant
 
 ZERO = RewardTable(**dict.fromkeys(RewardTable.__dataclass_fields__, 0.0))
+
+
+CRITICS = {"shared": SharedCritic(), "adapter": AdapterCritic()}
 
 
 def _system(ckpt, critic="shared", reward=RewardTable(), adapter=None, **kw):
     return PPOSystem(ModelSettings(checkpoint=ckpt, quantization="nf4", compute_dtype="float32", adapter=adapter,
                                    lora=LoraSettings(r=4, alpha=8, dropout=0.0)),
-                     critic=critic, reward=reward, kl={"coef": 0.4}, generation={"max_new_tokens": 12, "do_sample": True},
-                     ppo={"ppo_epochs": 2, "minibatch_size": 2}, actor_lr=1e-3, critic_lr=1e-3, warmup_steps=0, rollout_seed=3, **kw)
+                     critic=CRITICS[critic], reward=reward, kl=KLSettings(FixedKLController(0.4)),
+                     generation={"max_new_tokens": 12, "do_sample": True}, ppo={"ppo_epochs": 2, "minibatch_size": 2},
+                     actor_lr=1e-3, critic_lr=1e-3, lr_scheduler=WarmupConstant, rollout_seed=3, **kw)
 
 
 def _dm(ckpt):

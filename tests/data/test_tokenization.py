@@ -1,0 +1,40 @@
+"""One-pass tokenization: labels, MAE blocks and PKT weights checked token by token."""
+
+from tl_lightning.constants import IGNORE_INDEX
+from tl_lightning.data.mae import MAESettings, apply_mae
+from tl_lightning.data.tokenization import encode_rendered
+from tl_lightning.data.weighting import PKTWeighting
+from tl_lightning.format.render import PaperFormat
+from tl_lightning.format.schema import Conversation, Message, ToolCall, ToolSpec
+from tl_lightning.objectives.token_weights import pkt_weight
+
+
+def test_token_by_token_labels_with_erroneous_middle_turn(tokenizer):
+    tools = (ToolSpec("get_paper_details"), ToolSpec("get_papers_by_keywords"), ToolSpec("finish"))
+    conv = Conversation("t", tools, (
+        Message("user", "papers on tool learning"),
+        Message("assistant", calls=(ToolCall("get_papers", {"query": "tool learning"}),)),
+        Message("tool", "NameError: name 'get_papers' is not defined"),
+        Message("assistant", calls=(ToolCall("get_papers_by_keywords", {"query": "tool learning"}),)),
+        Message("tool", '{"results": [{"id": "P-1"}]}'),
+        Message("assistant", calls=(ToolCall("finish", {"answer": "P-1"}),)),
+    ))
+    kept, blocked = apply_mae(conv, MAESettings())
+    assert blocked == {1}
+    rendered = PaperFormat(tokenizer.eos_token).render(kept)
+    enc = encode_rendered(rendered, tokenizer, conv.tool_names, blocked, PKTWeighting())
+    offsets = tokenizer(rendered.text, return_offsets_mapping=True)["offset_mapping"]
+    text_of = [rendered.text[a:b] for a, b in offsets]
+    trained = [(text_of[i], enc.weights[i], enc.key_mask[i]) for i, l in enumerate(enc.labels) if l != IGNORE_INDEX]
+    # Turn 1 (blocked by MAE) contributes nothing; turns 3 and 5 are trained in full, each ending with </s>.
+    assert "".join(t for t, _, _ in trained) == " get_papers_by_keywords(query='tool learning')</s> finish(answer='P-1')</s>"
+    assert enc.n_blocked > 0 and "get_papers(" in rendered.text  # the erroneous call stays in the context
+    first_turn = trained[: [t for t, _, _ in trained].index("</s>") + 1]
+    keys = [t for t, _, k in first_turn if k]
+    # get_papers_by_keywords: its first token, plus the token where it diverges from get_paper_details ("s" at char 9)
+    assert keys[0].strip().startswith("get") and len(keys) >= 2
+    n_key = len(keys)
+    w = pkt_weight(n_key, len(first_turn) - n_key, 9.0)
+    assert w > 1 and all(wt == (w if k else 1.0) for _, wt, k in first_turn)
+    finish_turn = trained[len(first_turn):]
+    assert [k for _, _, k in finish_turn] == [True] + [False] * (len(finish_turn) - 1)  # finish: only its first token

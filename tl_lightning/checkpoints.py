@@ -1,0 +1,93 @@
+"""Checkpoints and tokenizers by path or hub id: one-line errors, and checkpoints built on first use.
+
+`resolve_checkpoint` fails early, in one line, on a missing local path or an uncached hub id while offline.
+`load_tokenizer` is the one place a tokenizer is loaded (datamodules and systems both call it).
+`CheckpointBuilder` is the interface of a checkpoint that a command can build itself when it is missing (the tiny
+random Llama of the quickstart, a converted GGUF model); `ensure_checkpoint` builds it once, under a file lock, so
+several processes (DDP ranks, parallel runs) never build the same directory twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+from tl_lightning.errors import UserError
+
+log = logging.getLogger(__name__)
+MODEL_MARKER = "config.json"
+TOKENIZER_MARKER = "tokenizer_config.json"
+
+
+class CheckpointBuilder(ABC):
+    """Builds a `save_pretrained` directory (model + tokenizer) at a given path."""
+
+    @abstractmethod
+    def build(self, path: Path) -> None:
+        """Write the checkpoint into `path` (an empty or missing directory)."""
+
+
+def ensure_checkpoint(checkpoint: str, builder: CheckpointBuilder | None) -> str:
+    """Build `checkpoint` with `builder` if it is a missing local directory; a no-op when it exists or when
+    there is no builder. Returns the checkpoint unchanged."""
+    path = Path(checkpoint).expanduser()
+    if builder is None or (path / MODEL_MARKER).is_file():
+        return checkpoint
+    path.parent.mkdir(parents=True, exist_ok=True)
+    import fcntl
+
+    lock_path = path.parent / f".{path.name}.lock"
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another process may be building the same directory
+        if not (path / MODEL_MARKER).is_file():
+            log.info("building checkpoint %s with %s (first use)", path, type(builder).__name__)
+            tmp = path.with_name(path.name + ".partial")
+            shutil.rmtree(tmp, ignore_errors=True)  # left by an interrupted build
+            builder.build(tmp)
+            tmp.rename(path)  # all or nothing: an interrupted build leaves no half directory behind
+        lock_path.unlink(missing_ok=True)  # waiters re-check the marker, so the file is not needed after
+    return checkpoint
+
+
+def resolve_checkpoint(checkpoint: str, marker: str = MODEL_MARKER) -> str:
+    """Fail early, in one line, on a missing local path or on a hub id while offline and not cached.
+
+    `marker` is the file a local directory must hold (tokenizers: "tokenizer_config.json").
+    """
+    p = Path(checkpoint).expanduser()
+    if p.exists():
+        if not (p / marker).is_file():
+            raise UserError(f"checkpoint {p} has no {marker} (expected a save_pretrained directory)")
+        return str(p)
+    # A hub id is "name" or "org/name". Anything else, or "dir/name" whose dir exists here (a typo in a local
+    # path, e.g. runs/tiny-lama), is reported as a missing path at once instead of as a hub lookup.
+    looks_like_path = (checkpoint.startswith((".", "/", "~")) or checkpoint.count("/") > 1
+                       or (p.parent != Path(".") and p.parent.is_dir()))
+    if looks_like_path:
+        raise UserError(f"model checkpoint not found: {checkpoint} (fix the path, or build it: "
+                        f"`python -m tl_lightning.models.tiny {checkpoint}` writes a tiny random Llama there)")
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            cached = try_to_load_from_cache(checkpoint, marker)
+        except Exception:  # noqa: BLE001 - any cache lookup problem means "not cached"
+            cached = None
+        if not isinstance(cached, str):
+            raise UserError(f"model {checkpoint!r} is not in the local HF cache and HF_HUB_OFFLINE=1 forbids "
+                            "downloading it: download it once online, or point checkpoint at a local directory")
+    return checkpoint
+
+
+def load_tokenizer(checkpoint: str, trust_remote_code: bool = False):
+    """The tokenizer of a checkpoint, with a pad token (LLaMA tokenizers ship without one)."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(resolve_checkpoint(checkpoint, TOKENIZER_MARKER),
+                                        trust_remote_code=trust_remote_code)
+    if tok.pad_token is None:  # the paper code pads with unk
+        tok.pad_token = tok.unk_token or tok.eos_token
+    return tok
