@@ -28,7 +28,8 @@ def run(n_prompts: int, batch: int, new_tokens: int) -> dict:
     with tempfile.TemporaryDirectory() as d:
         ckpt = str(build_tiny_checkpoint(Path(d) / "tiny"))
         tok = load_tokenizer(ckpt)
-        model = load_for_inference(ModelSettings(checkpoint=ckpt, quantization="nf4", compute_dtype="float32", lora=None))
+        model = load_for_inference(ModelSettings(checkpoint=ckpt, quantization="nf4", compute_dtype="float32",
+                                                 lora=None))
         prompts = all_step_prompts(ToolWorld(seed=3).split("bench", n_prompts), first_only=True)[:n_prompts]
         ids = prompt_token_ids(prompts, PaperFormat(tok.eos_token), tok, True)
         ids.sort(key=len)
@@ -40,12 +41,14 @@ def run(n_prompts: int, batch: int, new_tokens: int) -> dict:
             t = time.perf_counter()
             n_tok = 0
             for i in range(0, len(ids), bs):
-                n_tok += sum(len(r) for r in generate_responses(model, ids[i:i + bs], tok.pad_token_id, no_eos, settings))
+                n_tok += sum(len(r) for r in generate_responses(model, ids[i:i + bs], tok.pad_token_id, no_eos,
+                                                                settings))
             dt = time.perf_counter() - t
             out[name] = {"seconds": round(dt, 3), "new_tokens": n_tok, "tokens_per_s": round(n_tok / dt, 1)}
         out["speedup"] = round(out["batch_1"]["seconds"] / out[f"batch_{batch}"]["seconds"], 2)
         out["setup"] = {"prompts": len(ids), "mean_prompt_tokens": round(sum(map(len, ids)) / len(ids), 1),
-                        "new_tokens_each": new_tokens, "model": "tiny Llama h64 L2, NF4", "threads": torch.get_num_threads()}
+                        "new_tokens_each": new_tokens, "model": "tiny Llama h64 L2, NF4",
+                        "threads": torch.get_num_threads()}
         return out
 
 

@@ -72,7 +72,8 @@ def main() -> None:
                 system.zero_grad(set_to_none=True)
                 if r:
                     times[name].append(time.perf_counter() - t)
-        out = {"machine": f"{torch.get_num_threads()} CPU threads", "model": f"tiny Llama h{a.hidden} L2, NF4 + LoRA r8",
+        out = {"machine": f"{torch.get_num_threads()} CPU threads",
+               "model": f"tiny Llama h{a.hidden} L2, NF4 + LoRA r8",
                "examples": a.examples, "batch_size": 8, "pack_capacity": a.capacity}
         base = None
         for name, batches in sets.items():
@@ -80,7 +81,8 @@ def main() -> None:
             stats = shape_stats(batches)
             tps = stats["real_tokens"] / s
             base = base or tps
-            out[name] = {**stats, "median_s": round(s, 2), "tokens_per_s": round(tps), "vs_padded": round(tps / base, 3)}
+            out[name] = {**stats, "median_s": round(s, 2), "tokens_per_s": round(tps), "vs_padded": round(tps / base,
+                                                                                                          3)}
     print(json.dumps(out, indent=1))
 
 

@@ -55,18 +55,21 @@ def main() -> None:
                                          lora=LoraSettings(r=8, dropout=0.0)), critic="shared", generation=gen,
                            ppo={"ppo_epochs": 1, "minibatch_size": a.batch}, warmup_steps=0)
         dm = ToolPromptDataModule(tokenizer=ckpt, source=DataSource(size=100), batch_size=a.batch)
-        trainer = L.Trainer(accelerator="cpu", max_epochs=1, limit_train_batches=a.iterations, logger=L.pytorch.loggers.CSVLogger(d),
+        trainer = L.Trainer(accelerator="cpu", max_epochs=1, limit_train_batches=a.iterations,
+                            logger=L.pytorch.loggers.CSVLogger(d),
                             enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
                             log_every_n_steps=1)
         t = time.perf_counter()
         trainer.fit(system, dm)
         wall = (time.perf_counter() - t) / a.iterations
         rows = [r for r in csv.DictReader(open(Path(trainer.log_dir) / "metrics.csv")) if r.get("time/rollout")][1:]
-        split = {k: statistics.median(float(r[f"time/{k}"]) for r in rows) for k in ("rollout", "score", "ref_value", "update")}
+        split = {k: statistics.median(float(r[f"time/{k}"]) for r in rows) for k in ("rollout", "score", "ref_value",
+                                                                                     "update")}
         iteration = sum(split.values())
         base = baseline(system, dm, next(iter(dm.train_dataloader())), reps=3)
         floor = base["generate_s"] + base["forward_backward_s"]
-        print(json.dumps({"machine": f"CPU, {torch.get_num_threads()} threads", "model": "tiny Llama h64 L2, NF4 + LoRA r8",
+        print(json.dumps({"machine": f"CPU, {torch.get_num_threads()} threads",
+                          "model": "tiny Llama h64 L2, NF4 + LoRA r8",
                           "batch": a.batch, "new_tokens": a.new_tokens, "ppo_epochs": 1, "minibatches": 1,
                           "iteration_split_s": {k: round(v, 4) for k, v in split.items()},
                           "iteration_s": round(iteration, 4), "iteration_wall_s_incl_lightning": round(wall, 4),

@@ -28,7 +28,8 @@ def heldout_reward(ckpt: str, adapter: str, n: int = 64) -> dict:
     model = load_for_inference(ModelSettings(checkpoint=ckpt, quantization="nf4", compute_dtype="float32", lora=None,
                                              adapter=adapter))
     prompts = all_step_prompts(DataSource(split="heldout", size=40).load()[0])[:n]
-    preds = predict(model, tok, PaperFormat(tok.eos_token), prompts, GenerationSettings(max_new_tokens=64), batch_size=16)
+    preds = predict(model, tok, PaperFormat(tok.eos_token), prompts, GenerationSettings(max_new_tokens=64),
+                    batch_size=16)
     cats = Counter(p.classification.category for p in preds)
     return {"mean_reward": round(sum(RewardTable()(c) * k for c, k in cats.items()) / len(preds), 4),
             "correct_rate": round(cats["correct"] / len(preds), 4), "categories": dict(cats)}

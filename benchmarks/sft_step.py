@@ -86,7 +86,8 @@ def main() -> None:
         from tl_lightning.checkpoints import load_tokenizer
 
         tok = load_tokenizer(ckpt)
-        out = {"machine": f"{torch.get_num_threads()} CPU threads", "model": f"tiny Llama h{a.hidden} L2, NF4 + LoRA r8",
+        out = {"machine": f"{torch.get_num_threads()} CPU threads",
+               "model": f"tiny Llama h{a.hidden} L2, NF4 + LoRA r8",
                "step_time": step_times(ckpt, a.steps),
                "tokens_per_epoch": {"toolworld_train_400": token_counts(DataSource(size=400).load()[0], tok)}}
         shared = Path(a.shared)

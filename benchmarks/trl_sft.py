@@ -3,10 +3,10 @@
 Same tiny NF4 checkpoint (loaded through the same from_pretrained path), same ToolWorld conversations rendered in
 the paper format, LoRA r8 on all linear layers, batch size, max length, AdamW lr, fp32, no gradient
 checkpointing, no packing. "ours" batches by length (the default, less padding); "ours_ungrouped" batches in
-random order like TRL's default. Runs alternate (ours, ours_ungrouped, TRL, ...) in fresh subprocesses, so each reports its
-own peak RSS; tokens/s counts non-padding tokens seen by the model's forward (one hook, both frameworks) over the
-timed steps (warm-up steps excluded). Ours trains with PKT weights and MAE masks; TRL trains plain CE on all
-tokens of the text: the forward/backward work is the same sequences.
+random order like TRL's default. Runs alternate (ours, ours_ungrouped, TRL, ...) in fresh subprocesses, so each
+reports its own peak RSS; tokens/s counts non-padding tokens seen by the model's forward (one hook, both
+frameworks) over the timed steps (warm-up steps excluded). Ours trains with PKT weights and MAE masks; TRL trains
+plain CE on all tokens of the text: the forward/backward work is the same sequences.
 
     pip install -r benchmarks/requirements.txt -c constraints.txt      # TRL, for this benchmark only
     python -m benchmarks.trl_sft [--rounds 3] [--steps 30] [--batch 4] [--hidden 64 --layers 2]
@@ -107,13 +107,15 @@ def run_trl(ckpt: str, steps: int, batch: int, max_length: int) -> dict:
     model = load_base_model(ModelSettings(checkpoint=ckpt, quantization="nf4", compute_dtype="float32"))
     tok = load_tokenizer(ckpt)
     with tempfile.TemporaryDirectory() as out:
-        cfg = SFTConfig(output_dir=out, per_device_train_batch_size=batch, max_length=max_length, max_steps=steps + WARMUP,
+        cfg = SFTConfig(output_dir=out, per_device_train_batch_size=batch, max_length=max_length,
+                        max_steps=steps + WARMUP,
                         learning_rate=2e-4, lr_scheduler_type="constant", warmup_steps=0, logging_steps=1000,
                         save_strategy="no", report_to=[], use_cpu=True, bf16=False, fp16=False, packing=False,
                         gradient_checkpointing=False, dataset_text_field="text", seed=0, dataloader_num_workers=0)
         trainer = SFTTrainer(model=model, args=cfg, train_dataset=datasets.Dataset.from_dict({"text": _texts(200)}),
-                             processing_class=tok, peft_config=LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0,
-                                                                          target_modules="all-linear", task_type="CAUSAL_LM"),
+                             processing_class=tok,
+                             peft_config=LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules="all-linear",
+                                                    task_type="CAUSAL_LM"),
                              callbacks=[Clock()])
         trainer.model.register_forward_pre_hook(clock.hook, with_kwargs=True)
         trainer.train()
@@ -146,15 +148,18 @@ def main() -> None:
         for _ in range(a.rounds):
             for name in runs:
                 out = subprocess.run([sys.executable, "-m", "benchmarks.trl_sft", "--worker", name, "--ckpt", ckpt,
-                                      "--steps", str(a.steps), "--batch", str(a.batch), "--max-length", str(a.max_length)],
+                                      "--steps", str(a.steps), "--batch", str(a.batch),
+                                      "--max-length", str(a.max_length)],
                                      capture_output=True, text=True, check=True)
-                line = next(l for l in out.stdout.splitlines() if l.startswith("RESULT "))
+                line = next(x for x in out.stdout.splitlines() if x.startswith("RESULT "))
                 runs[name].append(json.loads(line[len("RESULT "):]))
-    med = {n: {k: statistics.median(r[k] for r in rs) for k in ("tokens_per_s", "peak_rss_mb")} for n, rs in runs.items()}
+    med = {n: {k: statistics.median(r[k] for r in rs) for k in ("tokens_per_s", "peak_rss_mb")}
+           for n, rs in runs.items()}
     import trl
 
     print(json.dumps({"setup": {"model": f"Llama h{a.hidden} L{a.layers}, NF4 + LoRA r8 all-linear", "batch": a.batch,
-                                "max_length": a.max_length, "timed_steps": a.steps, "rounds": a.rounds, "trl": trl.__version__},
+                                "max_length": a.max_length, "timed_steps": a.steps, "rounds": a.rounds,
+                                "trl": trl.__version__},
                       "median": {n: {k: round(v, 1) for k, v in m.items()} for n, m in med.items()},
                       "ours_over_trl_tokens_per_s": round(med["ours"]["tokens_per_s"] / med["trl"]["tokens_per_s"], 3),
                       "ours_ungrouped_over_trl_tokens_per_s": round(med["ours_ungrouped"]["tokens_per_s"] /

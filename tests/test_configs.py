@@ -21,7 +21,8 @@ CONFIGS = sorted([p for p in ROOT.rglob("*.yaml") if p not in OVERLAYS] +
 
 def overlay_for(config: Path) -> Path:
     system = yaml.safe_load(config.read_text())["model"]["class_path"]
-    return {"tl_lightning.systems.sft.SFTSystem": ROOT / "tiny.yaml", "tl_lightning.systems.ppo.PPOSystem": ROOT / "tiny_ppo.yaml",
+    return {"tl_lightning.systems.sft.SFTSystem": ROOT / "tiny.yaml",
+            "tl_lightning.systems.ppo.PPOSystem": ROOT / "tiny_ppo.yaml",
             "tl_lightning.systems.evaluation.EvalSystem": ROOT / "eval" / "tiny.yaml"}[system]
 
 

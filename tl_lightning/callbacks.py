@@ -72,7 +72,8 @@ class SampleLogger(L.Callback):
     def __init__(self, every_n: int = 1, max_per_iteration: int = 4) -> None:
         self.every_n, self.max_per_iteration = every_n, max_per_iteration
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch,
+                           batch_idx: int) -> None:
         samples = getattr(pl_module, "last_samples", None)
         if not trainer.is_global_zero or not samples or batch_idx % self.every_n:
             return

@@ -27,7 +27,8 @@ def as_dataclass(cls: type, value):
         raise UserError(f"{cls.__name__}: unknown key(s) {sorted(unknown)}; valid keys: {sorted(names)}")
     kwargs = dict(value)
     for f in dataclasses.fields(cls):  # nested settings (e.g. ModelSettings.lora)
-        if f.name in kwargs and isinstance(kwargs[f.name], dict) and dataclasses.is_dataclass(_nested_type(cls, f.name)):
+        if f.name in kwargs and isinstance(kwargs[f.name], dict) and dataclasses.is_dataclass(_nested_type(cls,
+                                                                                                           f.name)):
             kwargs[f.name] = as_dataclass(_nested_type(cls, f.name), kwargs[f.name])
     return cls(**kwargs)
 

@@ -45,7 +45,8 @@ def print_table(conv_id: str, rows: list[tuple], all_tokens: bool) -> None:
     print(f"{'idx':>5}  {'token':<24} {'train':<5} {'weight':>6} {'key':<3} {'segment':<9} mae")
     for i, piece, trained, w, key, role, mae in rows:
         if all_tokens or trained or mae:
-            print(f"{i:>5}  {piece!r:<24} {'yes' if trained else '-':<5} {w:>6.2f} {'K' if key else '':<3} {role:<9} {mae}")
+            flag = "yes" if trained else "-"
+            print(f"{i:>5}  {piece!r:<24} {flag:<5} {w:>6.2f} {'K' if key else '':<3} {role:<9} {mae}")
     n_tr = sum(r[2] for r in rows)
     n_key = sum(r[4] for r in rows)
     n_bl = sum(1 for r in rows if r[6])

@@ -23,7 +23,8 @@ def _user_error_message(e: BaseException) -> str | None:
     if "CUDAAccelerator can not run on your system" in text or "No supported gpu backend found" in text or \
             ("accelerator" in text and "not available" in text):
         return ("a GPU accelerator was requested but CUDA is not available on this machine: "
-                "set trainer.accelerator: cpu (and model.init_args.policy.quantization: null for speed) or run on a GPU")
+                "set trainer.accelerator: cpu (and model.init_args.policy.quantization: null for speed) "
+                "or run on a GPU")
     if isinstance(e, OSError) and ("huggingface.co" in text or "offline" in text.lower()):
         return f"cannot load the model or tokenizer: {text.splitlines()[0]}"
     return None

@@ -41,7 +41,8 @@ class BlockFSDPStrategy(FSDPStrategy):
                  sharding_strategy: Literal["FULL_SHARD", "SHARD_GRAD_OP", "NO_SHARD", "HYBRID_SHARD"] = "FULL_SHARD",
                  state_dict_type: Literal["full", "sharded"] = "full", cpu_offload: bool = False, **kwargs) -> None:
         classes = {import_class(p) for p in blocks}
-        super().__init__(auto_wrap_policy=classes, activation_checkpointing_policy=classes if activation_checkpointing else None,
+        super().__init__(auto_wrap_policy=classes,
+                         activation_checkpointing_policy=classes if activation_checkpointing else None,
                          sharding_strategy=sharding_strategy, state_dict_type=state_dict_type, cpu_offload=cpu_offload,
                          use_orig_params=True, **kwargs)
 

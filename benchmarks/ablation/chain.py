@@ -133,20 +133,24 @@ def run_chain(spec: dict) -> None:
     sft_result = run_dir / "sft.json"
     if not sft_result.exists():
         t0 = time.time()
-        log_dir = _fit("sft.yaml", [*common, f"--trainer.max_epochs={scale.epochs}", f"--data.init_args.train={json.dumps(data)}",
-                                    f"--data.init_args.batch_size={scale.batch_size}", f"--data.init_args.shuffle_seed={seed}",
+        log_dir = _fit("sft.yaml", [*common, f"--trainer.max_epochs={scale.epochs}",
+                                    f"--data.init_args.train={json.dumps(data)}",
+                                    f"--data.init_args.batch_size={scale.batch_size}",
+                                    f"--data.init_args.shuffle_seed={seed}",
                                     f"--model.init_args.optimizer.init_args.lr={scale.lr}",
                                     f"--data.init_args.mae.detector={'structured' if mae else 'none'}",
                                     f"--data.init_args.pkt.weighting={'pkt' if pkt else 'uniform'}"], run_dir, "sft")
         train_s = time.time() - t0
         stats = json.loads((log_dir / "data_stats.json").read_text())["train"]
         result = {"train_s": round(train_s, 1), "eval": evaluate(ckpt, str(log_dir / "hf" / "final"), scale, levels),
-                  "mae_masked_calls": sum(stats["mae"].values()) if mae else 0, "trained_tokens": stats["trained_tokens"]}
+                  "mae_masked_calls": sum(stats["mae"].values()) if mae else 0,
+                  "trained_tokens": stats["trained_tokens"]}
         sft_result.write_text(json.dumps(result, indent=1))
     ppo_result = run_dir / "ppo.json"
     if not ppo_result.exists():
         t0 = time.time()
-        log_dir = _fit("ppo.yaml", [*common, f"--model.init_args.policy.adapter={run_dir / 'sft' / 'version_0' / 'hf' / 'final'}",
+        log_dir = _fit("ppo.yaml", [*common,
+                                    f"--model.init_args.policy.adapter={run_dir / 'sft/version_0/hf/final'}",
                                     f"--model.init_args.rollout_seed={seed}", f"--data.init_args.shuffle_seed={seed}",
                                     f"--data.init_args.source={json.dumps(data)}",
                                     f"--data.init_args.batch_size={scale.rollout_batch}",

@@ -69,7 +69,8 @@ def tables(rows: dict[str, list[dict]]) -> str:
             rows_md.append(f"| {label} | " + " | ".join(_fmt([e[n][metric] for e in ev]) for n in ("clean", *NOISY))
                            + f" | {_fmt(drops)} |")
         noise[metric] = rows_md
-    probe = ["| variant | log P(corrected) − log P(erroneous), nats | erroneous attempt more likely, % |", "|---|---|---|"]
+    probe = ["| variant | log P(corrected) − log P(erroneous), nats | erroneous attempt more likely, % |",
+             "|---|---|---|"]
     for label, results in rows.items():
         ev = [r["eval"]["error_imitation"] for r in results if "error_imitation" in r["eval"]]
         probe.append(f"| {label} | {_fmt([e['mean_margin'] for e in ev], 1.0, 1)} | "

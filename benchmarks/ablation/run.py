@@ -1,6 +1,6 @@
 """The paper's ablation at small scale: SFT / +MAE / +PKT / +IRM and their combinations on ToolWorld, several seeds.
 
-    python -m benchmarks.ablation            # full: 3 seeds, writes docs/ablation.md + docs/ablation.png (~40 min, 2 cores)
+    python -m benchmarks.ablation            # 3 seeds, writes docs/ablation.md + docs/ablation.png (~40 min, 2 cores)
     python -m benchmarks.ablation --quick    # smoke run of the whole pipeline: 1 seed, small sizes (~2 min)
 
 Per seed, a random Llama (`tl_lightning.models.tiny`) is built; four SFT runs (MAE on/off × PKT on/off) train on
@@ -39,7 +39,8 @@ def chain_specs(scale: Scale, out: Path, threads: int) -> list[dict]:
             build_tiny_checkpoint(ckpt, hidden=scale.hidden, layers=scale.layers, seed=seed)
         for name, (mae, pkt) in SFT_STARTS.items():
             specs.append({"seed": seed, "mae": mae, "pkt": pkt, "checkpoint": str(ckpt), "threads": threads,
-                          "run_dir": str(out / f"seed{seed}" / name), "scale": asdict(scale), "levels": list(NOISE_LEVELS)})
+                          "run_dir": str(out / f"seed{seed}" / name), "scale": asdict(scale),
+                          "levels": list(NOISE_LEVELS)})
     return specs
 
 
@@ -80,7 +81,8 @@ def main(argv: list[str] | None = None) -> None:
         threads = 1 if a.jobs > 1 else (os.cpu_count() or 1)
         t0 = time.time()
         specs = chain_specs(scale, out, threads)
-        print(f"ablation: {len(specs)} chains (SFT → eval → PPO → eval), {a.jobs} at a time, logs under {out}", flush=True)
+        print(f"ablation: {len(specs)} chains (SFT → eval → PPO → eval), {a.jobs} at a time, logs under {out}",
+              flush=True)
         with ThreadPoolExecutor(a.jobs) as pool:
             list(pool.map(run_spec, specs))
         record.write_text(json.dumps({"wall_s": round(time.time() - t0, 1), "jobs": a.jobs, "scale": asdict(scale)}))

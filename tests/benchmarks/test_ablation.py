@@ -1,4 +1,4 @@
-"""The ablation's aggregation math and its held-out sets (the runs themselves: `python -m benchmarks.ablation --quick`)."""
+"""The ablation's aggregation math and its held-out sets (the runs: `python -m benchmarks.ablation --quick`)."""
 
 import json
 import math
@@ -41,7 +41,8 @@ def _result(cf: float) -> dict:
     metrics = {"ts": cf, "pi": cf, "cf": cf, "reward": 2 * cf - 1, **{f"rate/{c}": 0.0 for c in CATEGORIES}}
     metrics["rate/correct"], metrics["rate/format_error"] = cf, 1 - cf
     probe = {"pairs": 10, "mean_margin": 10 * cf, "error_preferred": 1 - cf}
-    return {"train_s": 10.0, "eval": {"error_imitation": probe, **{lvl: metrics for lvl in ("clean", "slight", "medium", "heavy", "union")}},
+    return {"train_s": 10.0, "eval": {"error_imitation": probe, **{lvl: metrics for lvl in ("clean", "slight", "medium",
+                                                                                            "heavy", "union")}},
             "rollout_reward": [-1.0, -0.5, 0.0, 0.5]}
 
 

@@ -26,8 +26,11 @@ def test_pack_rows_is_a_partition_within_capacity(capacity):
 
 
 def _examples():
-    mk = lambda n, start: {"input_ids": list(range(start, start + n)), "labels": [IGNORE_INDEX] + list(range(start + 1, start + n)),  # noqa: E731
-                           "weights": [0.0] + [1.0] * (n - 1), "key_mask": [False] * n}
+    def mk(n, start):
+        return {"input_ids": list(range(start, start + n)),
+                "labels": [IGNORE_INDEX] + list(range(start + 1, start + n)),
+                "weights": [0.0] + [1.0] * (n - 1), "key_mask": [False] * n}
+
     return [mk(4, 10), mk(3, 20), mk(2, 30)]
 
 

@@ -138,5 +138,6 @@ def test_hf_dataset_cache_round_trip(tmp_path):
     convs = [Conversation.from_json(s) for s in ds["conversation"]]
     direct, _ = _load("rotbench", shared_data("rotbench", "Data", "First_Turn", "clean.json"))
     assert convs == direct
-    again = as_hf_dataset("rotbench", shared_data("rotbench", "Data", "First_Turn", "clean.json"), cache_dir=str(tmp_path))
+    again = as_hf_dataset("rotbench", shared_data("rotbench", "Data", "First_Turn", "clean.json"),
+                          cache_dir=str(tmp_path))
     assert again.cache_files[0]["filename"] == ds.cache_files[0]["filename"]  # reused from the cache

@@ -30,7 +30,8 @@ def test_toolworld_is_deterministic_and_splits_differ():
 def test_toolworld_error_share_and_feedback():
     convs = ToolWorld(seed=0).split("train", 1500)
     errors = sum(len(c.meta["errors"]) for c in convs)
-    gold_calls = sum(1 for c in convs for m in c.messages if m.role == "assistant" and m.calls[0].name != "finish") - errors
+    calls = sum(1 for c in convs for m in c.messages if m.role == "assistant" and m.calls[0].name != "finish")
+    gold_calls = calls - errors
     assert abs(errors / gold_calls - 0.17) < 0.03
     detector = StructuredDetector()
     for c in convs[:300]:  # every injected error is detectable from its feedback, and only those
@@ -44,7 +45,8 @@ def test_executor_messages():
     assert execute(ToolCall("get_paper", {}), tools, rng)[0] == "NameError: name 'get_paper' is not defined"
     assert execute(ToolCall("get_papers_by_keywords", {"venue": "ICLR"}), tools, rng)[0] == \
         "TypeError: get_papers_by_keywords() missing 1 required positional argument: 'query'"
-    assert "unexpected keyword argument 'keyword'" in execute(ToolCall("get_papers_by_keywords", {"keyword": "x"}), tools, rng)[0]
+    assert "unexpected keyword argument 'keyword'" in execute(ToolCall("get_papers_by_keywords", {"keyword": "x"}),
+                                                              tools, rng)[0]
     out, err = execute(ToolCall("get_papers_by_keywords", {"query": "x", "limit": "five"}), tools, rng)
     assert err and '"error"' in out
     assert not execute(ToolCall("get_papers_by_keywords", {"query": "x", "limit": 2}), tools, rng)[1]
@@ -97,6 +99,7 @@ def test_mae_on_rotbench_third_turn():
     outs = [m.content for c in convs for m in c.messages if m.role == "tool"]
     assert StructuredDetector()("'da'").category == "key_error" and "'da'" in outs
     assert not StructuredDetector()('{"get": "drivers", "errors": [], "results": 0, "response": []}').is_error
-    assert StructuredDetector()('{"status_code": 200, "response": [{"status_code": 400, "error": "Invalid Domain"}]}').is_error
+    nested = '{"status_code": 200, "response": [{"status_code": 400, "error": "Invalid Domain"}]}'
+    assert StructuredDetector()(nested).is_error
     assert StructuredDetector()('{"errors": [{"code": "DIS1004", "status": "404"}]}').is_error
     assert StructuredDetector()("slice indices must be integers or None or have an __index__ method").is_error

@@ -25,9 +25,11 @@ def test_token_by_token_labels_with_erroneous_middle_turn(tokenizer):
     enc = encode_rendered(rendered, tokenizer, conv.tool_names, blocked, PKTWeighting())
     offsets = tokenizer(rendered.text, return_offsets_mapping=True)["offset_mapping"]
     text_of = [rendered.text[a:b] for a, b in offsets]
-    trained = [(text_of[i], enc.weights[i], enc.key_mask[i]) for i, l in enumerate(enc.labels) if l != IGNORE_INDEX]
+    trained = [(text_of[i], enc.weights[i], enc.key_mask[i]) for i, lab in enumerate(enc.labels)
+               if lab != IGNORE_INDEX]
     # Turn 1 (blocked by MAE) contributes nothing; turns 3 and 5 are trained in full, each ending with </s>.
-    assert "".join(t for t, _, _ in trained) == " get_papers_by_keywords(query='tool learning')</s> finish(answer='P-1')</s>"
+    assert "".join(t for t, _,
+                   _ in trained) == " get_papers_by_keywords(query='tool learning')</s> finish(answer='P-1')</s>"
     assert enc.n_blocked > 0 and "get_papers(" in rendered.text  # the erroneous call stays in the context
     first_turn = trained[: [t for t, _, _ in trained].index("</s>") + 1]
     keys = [t for t, _, k in first_turn if k]

@@ -9,14 +9,17 @@ TOOLS = (
         ToolParam("paperId", "string", "The paper id."), ToolParam("fields", "string", "Fields to return.", False))),
     ToolSpec("getPapersByKeywords", "Search papers by keywords.", (
         ToolParam("query", "string", "Keywords."), ToolParam("fields", "string", "Fields.", False),
-        ToolParam("publicationTypes", "string", "Types.", False), ToolParam("openAccessPdf", "boolean", "Open PDF.", False))),
+        ToolParam("publicationTypes", "string", "Types.", False), ToolParam("openAccessPdf", "boolean", "Open PDF.",
+                                                                            False))),
     ToolSpec("finish", "Finish the task.", (ToolParam("answer", "string", "Your answer."),)),
 )
 WORKED = Conversation("worked", TOOLS, (
     Message("user", "Find the ICLR paper on tool learning."),
-    Message("assistant", calls=(ToolCall("getPapersByKeywords", {"keyword": "tool learning", "venue": "ICLR", "limit": 1}),)),
+    Message("assistant", calls=(ToolCall("getPapersByKeywords", {"keyword": "tool learning", "venue": "ICLR",
+                                                                 "limit": 1}),)),
     Message("tool", "getPapersByKeywords() missing 1 positional argument: 'query'"),
-    Message("assistant", calls=(ToolCall("getPapersByKeywords", {"query": "tool learning", "venue": "ICLR", "limit": 1}),)),
+    Message("assistant", calls=(ToolCall("getPapersByKeywords", {"query": "tool learning", "venue": "ICLR",
+                                                                 "limit": 1}),)),
     Message("tool", '{"paperId": "ICLR2024TOOLLEARNING"}'),
     Message("assistant", calls=(ToolCall("finish", {"answer": "The paper is ICLR2024TOOLLEARNING."}),)),
 ))

@@ -28,7 +28,8 @@ def _fit(ckpt: str, root: Path, devices: int, per_device_batch: int, fsdp: bool 
             "--model.init_args.optimizer.class_path=torch.optim.SGD", "--model.init_args.optimizer.init_args.lr=2.0",
             "--model.init_args.lr_scheduler=tl_lightning.systems.schedules.WarmupConstant",
             f"--data.init_args.train={json.dumps({'format': 'toolworld', 'size': 16, 'seed': 0})}",
-            f"--data.init_args.batch_size={per_device_batch}", "--data.init_args.shuffle_seed=5", "--data.init_args.max_length=900"]
+            f"--data.init_args.batch_size={per_device_batch}", "--data.init_args.shuffle_seed=5",
+            "--data.init_args.max_length=900"]
     if not fsdp:
         args.append("--trainer.strategy=auto")
     r = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600,

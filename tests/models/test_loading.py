@@ -22,7 +22,8 @@ def _lora_grads(model, ids):
 
 def _policy(ckpt, fix: bool):
     torch.manual_seed(0)
-    settings = ModelSettings(checkpoint=ckpt, quantization="nf4", compute_dtype="float32", lora=LoraSettings(r=4, dropout=0.0))
+    settings = ModelSettings(checkpoint=ckpt, quantization="nf4", compute_dtype="float32", lora=LoraSettings(r=4,
+                                                                                                             dropout=0.0))
     model = load_policy(settings)
     if not fix:  # undo the fix to show what it prevents
         import bitsandbytes as bnb
@@ -101,7 +102,8 @@ def test_missing_bitsandbytes_is_one_line(monkeypatch):
     from tl_lightning.models import loading
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(loading.importlib.util, "find_spec", lambda name: None if name == "bitsandbytes" else real(name))
+    monkeypatch.setattr(loading.importlib.util, "find_spec",
+                        lambda name: None if name == "bitsandbytes" else real(name))
     with pytest.raises(UserError, match="needs bitsandbytes"):
         loading.quantization_config("nf4", torch.float32)
 

@@ -16,7 +16,8 @@ def test_gae_hand_computed():
     # one sequence, 3 response tokens, gamma=1, lam=0.5; rewards r=[0, 0, 1], values V=[0.5, 0.2, 0.4]
     # deltas: d2 = 1 + 0 - 0.4 = 0.6; d1 = 0 + 0.4 - 0.2 = 0.2; d0 = 0 + 0.2 - 0.5 = -0.3
     # A2 = 0.6; A1 = 0.2 + 0.5*0.6 = 0.5; A0 = -0.3 + 0.5*0.5 = -0.05
-    adv, ret = gae(torch.tensor([[0.0, 0.0, 1.0]]), torch.tensor([[0.5, 0.2, 0.4]]), torch.ones(1, 3), gamma=1.0, lam=0.5)
+    adv, ret = gae(torch.tensor([[0.0, 0.0, 1.0]]), torch.tensor([[0.5, 0.2, 0.4]]), torch.ones(1, 3), gamma=1.0,
+                   lam=0.5)
     torch.testing.assert_close(adv, torch.tensor([[-0.05, 0.5, 0.6]]))
     torch.testing.assert_close(ret, torch.tensor([[0.45, 0.7, 1.0]]))
 
@@ -48,7 +49,8 @@ def test_clipped_policy_loss_cases():
 
 def test_clipped_value_loss_hand_computed():
     # V=1.0, old=0.5, R=2: clipped V=0.7; max((1-2)^2, (0.7-2)^2) = 1.69; loss = 0.5*1.69
-    loss, frac = clipped_value_loss(torch.tensor([[1.0]]), torch.tensor([[0.5]]), torch.tensor([[2.0]]), torch.ones(1, 1))
+    loss, frac = clipped_value_loss(torch.tensor([[1.0]]), torch.tensor([[0.5]]), torch.tensor([[2.0]]), torch.ones(1,
+                                                                                                                    1))
     assert loss.item() == pytest.approx(0.845) and frac.item() == 1.0
 
 
@@ -58,7 +60,8 @@ def test_kl_estimators():
     assert torch.all(kl_estimate(lp, lp, "k1") == 0) and torch.all(kl_estimate(lp, lp, "k3") == 0)
     other = lp + torch.randn(4, 5, generator=g)
     assert torch.all(kl_estimate(lp, other, "k3") >= 0)
-    assert kl_estimate(torch.tensor(math.log(0.5)), torch.tensor(math.log(0.25)), "k1").item() == pytest.approx(math.log(2))
+    assert kl_estimate(torch.tensor(math.log(0.5)), torch.tensor(math.log(0.25)),
+                       "k1").item() == pytest.approx(math.log(2))
     with pytest.raises(ValueError):
         kl_estimate(lp, lp, "k9")
 
@@ -86,4 +89,5 @@ def test_whiten_invariants(seed, b, t):
     x2 = x.clone()
     x2[mask == 0] = 1e6  # values at masked positions do not change the result
     torch.testing.assert_close(whiten(x2, mask), w)
-    assert masked_mean(whiten(x, mask, keep_mean=True), mask).item() == pytest.approx(masked_mean(x, mask).item(), abs=1e-4)
+    assert masked_mean(whiten(x, mask, keep_mean=True), mask).item() == pytest.approx(masked_mean(x, mask).item(),
+                                                                                      abs=1e-4)

@@ -15,12 +15,14 @@ from tl_lightning.rewards.taxonomy import CATEGORIES, GoldCall, classify, golds_
 
 P = ToolParam
 TOOLS = (
-    ToolSpec("search_flights", "", (P("origin"), P("destination"), P("date"), P("passengers", "integer", required=False))),
+    ToolSpec("search_flights", "", (P("origin"), P("destination"), P("date"), P("passengers", "integer",
+                                                                                required=False))),
     ToolSpec("search_flight_status", "", (P("flight_number"), P("date", required=False))),
     ToolSpec("book_flight", "", (P("flight_id"), P("passenger_name"), P("seat_class", required=False))),
     ToolSpec("ask_to_user", "", (P("question"),)), ToolSpec("finish", "", (P("answer"),)),
 )
-G = [(GoldCall.from_call(ToolCall("search_flights", {"origin": "Paris", "destination": "Oslo", "date": "2025-01-02"})),)]
+G = [(GoldCall.from_call(ToolCall("search_flights", {"origin": "Paris", "destination": "Oslo", "date": "2025-01-02"})),
+      )]
 G_STATUS = [(GoldCall.from_call(ToolCall("search_flight_status", {"flight_number": "AF1"})),)]
 G_PAX = [(GoldCall.from_call(ToolCall("search_flights", {"origin": "Paris", "destination": "Oslo", "date": "2025-01-02",
                                                           "passengers": 2})),)]
@@ -30,7 +32,8 @@ CASES = [
     # (prediction, gold, expected category)
     (f"search_flights({BASE})", G, "correct"),
     ("search_flights(origin=\"paris \", destination='OSLO', date='2025-01-02')", G, "correct"),
-    ('Thought: ok\nAction: search_flights\nAction Input: {"origin": "Paris", "destination": "Oslo", "date": "2025-01-02"}',
+    ('Thought: ok\nAction: search_flights\n'
+     'Action Input: {"origin": "Paris", "destination": "Oslo", "date": "2025-01-02"}',
      G, "correct"),
     (f"search_flights({BASE}, passengers=2.0)", G_PAX, "correct"),
     (f"search_flights({BASE.replace('Oslo', 'Lima')})", G, "content_filling"),
@@ -89,35 +92,43 @@ def test_every_category_has_three_cases():
 
 
 # The paper's worked example (paper.md §5.1): gold get_papers_by_keywords(query='tool learning', venue='ICLR', limit=1)
-PAPER_TOOLS = (ToolSpec("get_papers_by_keywords", "", (P("query"), P("venue", required=False), P("limit", "integer", required=False))),
+PAPER_TOOLS = (ToolSpec("get_papers_by_keywords", "", (P("query"), P("venue", required=False), P("limit", "integer",
+                                                                                                 required=False))),
                ToolSpec("get_paper_details", "", (P("paper_id"),)), ToolSpec("finish", "", (P("answer"),)))
-PAPER_GOLD = [(GoldCall.from_call(ToolCall("get_papers_by_keywords", {"query": "tool learning", "venue": "ICLR", "limit": 1})),)]
+PAPER_GOLD = [(GoldCall.from_call(ToolCall("get_papers_by_keywords", {"query": "tool learning", "venue": "ICLR",
+                                                                      "limit": 1})),)]
 
 
 @pytest.mark.parametrize("prediction, category, reward", [
     ("get_papers_by_keys(query='tool learning', venue='ICLR', limit=1)", "tool_hallucination", -2.0),        # S1
-    ("get_papers_by_keywords(keyword='tool learning', venue='ICLR', limit=1)", "params_hallucinated_missing", -1.3),  # S2 (code; figure -0.8)
+    # S2 (code; figure -0.8)
+    ("get_papers_by_keywords(keyword='tool learning', venue='ICLR', limit=1)", "params_hallucinated_missing", -1.3),
     ("get_papers_by_keywords(query='learning', venue='ICLR', limit=1)", "content_filling", -0.25),           # S3
     ("get_papers_by_keywords(query='tool learning', venue='ICLR', limit=1)", "correct", 1.0),                # S4
 ])
 def test_paper_worked_example(prediction, category, reward):
     c = classify(prediction, PAPER_GOLD, PAPER_TOOLS)
     assert c.category == category and RewardTable()(c.category) == reward
-    assert RewardTable(params_hallucinated_missing=-0.8)(c.category) == (-0.8 if category == "params_hallucinated_missing" else reward)
+    figure = -0.8 if category == "params_hallucinated_missing" else reward
+    assert RewardTable(params_hallucinated_missing=-0.8)(c.category) == figure
 
 
 def test_gold_variants():
-    alts = [(GoldCall.from_call(ToolCall("search_flights", {"origin": "Rome", "destination": "Oslo", "date": "x"})),), G[0]]
+    alts = [(GoldCall.from_call(ToolCall("search_flights", {"origin": "Rome", "destination": "Oslo", "date": "x"})),),
+            G[0]]
     c = classify(f"search_flights({BASE})", alts, TOOLS)
     assert c.category == "correct" and c.gold_index == 1  # best alternative wins
-    bfcl = [(GoldCall.from_bfcl({"search_flights": {"origin": ["Paris"], "destination": ["Oslo", "OSL"], "date": ["2025-01-02"],
+    bfcl = [(GoldCall.from_bfcl({"search_flights": {"origin": ["Paris"], "destination": ["Oslo", "OSL"],
+                                                    "date": ["2025-01-02"],
                                                      "passengers": [1, ""]}}),)]
     assert classify(f"search_flights({BASE})", bfcl, TOOLS).category == "correct"  # "" = may be omitted
     assert classify(f"search_flights({BASE}, passengers=1)", bfcl, TOOLS).category == "correct"
     assert classify(f"search_flights({BASE}, passengers=4)", bfcl, TOOLS).category == "content_filling"
     assert classify(f"search_flights({BASE.replace('Oslo', 'OSL')})", bfcl, TOOLS).category == "correct"
-    none = [(GoldCall.from_call(ToolCall("search_flights", {"origin": "Paris", "destination": "Oslo", "date": "None"})),)]
-    assert classify("search_flights(origin='Paris', destination='Oslo', date='2026-01-01')", none, TOOLS).category == "correct"
+    none = [(GoldCall.from_call(ToolCall("search_flights", {"origin": "Paris", "destination": "Oslo", "date": "None"})),
+             )]
+    assert classify("search_flights(origin='Paris', destination='Oslo', date='2026-01-01')", none,
+                    TOOLS).category == "correct"
     assert classify("search_flights(origin='Paris', destination='Oslo')", none, TOOLS).category == "params_missing"
     irrelevance = [()]
     assert classify("Sorry, no tool fits.", irrelevance, TOOLS).category == "correct"
@@ -132,10 +143,10 @@ def test_gold_variants():
 
 def test_reward_table_and_batch():
     table = RewardTable()
-    assert {c: table(c) for c in ("correct", "format_error", "wrong_tool", "params_hallucinated_redundant_missing",
-                                  "params_redundant_missing", "params_hallucinated", "params_missing", "content_filling")} == \
-        {"correct": 1.0, "format_error": -2.0, "wrong_tool": -1.5, "params_hallucinated_redundant_missing": -1.8,
-         "params_redundant_missing": -1.0, "params_hallucinated": -0.8, "params_missing": -0.5, "content_filling": -0.25}
+    expected = {"correct": 1.0, "format_error": -2.0, "wrong_tool": -1.5, "params_hallucinated_redundant_missing": -1.8,
+                "params_redundant_missing": -1.0, "params_hallucinated": -0.8, "params_missing": -0.5,
+                "content_filling": -0.25}
+    assert {c: table(c) for c in expected} == expected
     preds = [f"search_flights({BASE})", "nonsense(", f"search_flight({BASE})"]
     assert tool_call_rewards(preds, [G] * 3, [TOOLS] * 3) == [1.0, -2.0, -2.0]
     assert tool_call_rewards(preds, [G] * 3, [TOOLS] * 3, RewardTable(correct=5.0))[0] == 5.0

@@ -49,12 +49,14 @@ def test_gold_model_scores_100_on_real_benchmarks(tiny_checkpoint, tmp_path):
         {"toolalpaca/eval_real": 114, "toolalpaca/eval_simulated": 93, "tooleyes": 382}
     assert summary["rotbench/First_Turn/clean"]["n"] == 105 and summary["rotbench/Third_Turn/heavy"]["n"] == 140
     for group, m in summary.items():
-        keys = ("format_valid", "tool_valid", "params_valid") if group == "tooleyes" else ("ts", "pi", "cf", "exact_match")
+        keys = ("format_valid", "tool_valid", "params_valid") if group == "tooleyes" else ("ts", "pi", "cf",
+                                                                                           "exact_match")
         assert all(m[k] == 1.0 for k in keys), (group, m)
     md = (tmp_path / "summary.md").read_text()
     assert "## Robustness: RoTBench noise levels" in md and "| Third_Turn | 100.00 / 100.00 / 100.00" in md
     assert (tmp_path / "error_categories.png").stat().st_size > 1000
-    records = [json.loads(l) for l in (tmp_path / "predictions" / "toolalpaca__eval_real.jsonl").read_text().splitlines()]
+    lines = (tmp_path / "predictions" / "toolalpaca__eval_real.jsonl").read_text().splitlines()
+    records = [json.loads(x) for x in lines]
     assert len(records) == 114 and {"id", "prompt_sha1", "output", "parsed", "category", "gold"} <= set(records[0])
 
 
@@ -73,7 +75,8 @@ def test_perturbing_model_drops_exactly_the_expected_metric(tiny_checkpoint, tmp
     m = summary["rotbench/First_Turn/clean"]
     changeable = sum(1 for i in dm.items if _change_value(i["conversation"]) != _gold(i["conversation"]))
     assert m["ts"] == m["pi"] == 1.0
-    assert m["cf"] == pytest.approx(1 - changeable / 105) and m["rate/content_filling"] == pytest.approx(changeable / 105)
+    assert m["cf"] == pytest.approx(1 - changeable / 105)
+    assert m["rate/content_filling"] == pytest.approx(changeable / 105)
     renamed, _ = _run(tiny_checkpoint, TOOLALPACA[:1], lambda c: _gold(c).replace("(", "_v9(", 1), tmp_path / "r")
     r = renamed["toolalpaca/eval_real"]
     assert r["ts"] == r["pi"] == r["cf"] == 0.0 and r["rate/tool_hallucination"] == 1.0
@@ -81,9 +84,11 @@ def test_perturbing_model_drops_exactly_the_expected_metric(tiny_checkpoint, tmp
 
 def test_tiny_checkpoint_runs_all_four_benchmarks(tiny_checkpoint, tmp_path):
     shared_data()
-    sources = [BenchmarkSource(**{**s.__dict__, "limit": 6}) for s in (ROTBENCH[0], ROTBENCH[5], TOOLALPACA[0], TOOLEYES[0], BFCL[0])]
+    sources = [BenchmarkSource(**{**s.__dict__, "limit": 6}) for s in (ROTBENCH[0], ROTBENCH[5], TOOLALPACA[0],
+                                                                       TOOLEYES[0], BFCL[0])]
     dm = BenchmarkDataModule(tokenizer=tiny_checkpoint, benchmarks=sources, root=str(SHARED_DATA), batch_size=8)
-    system = EvalSystem(ModelSettings(checkpoint=tiny_checkpoint, quantization="nf4", compute_dtype="float32", lora=None),
+    system = EvalSystem(ModelSettings(checkpoint=tiny_checkpoint, quantization="nf4", compute_dtype="float32",
+                                      lora=None),
                         generation={"max_new_tokens": 16}, output_dir=str(tmp_path))
     L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False).test(system, dm)
     assert set(system.summary) == {s.name for s in sources}

@@ -75,7 +75,8 @@ def test_merge_export_loads_in_plain_transformers(tiny_checkpoint, tmp_path):
     ids = torch.randint(3, 500, (1, 20))
     system.model.eval()
     with torch.no_grad():
-        torch.testing.assert_close(merged(input_ids=ids).logits, system.model(input_ids=ids).logits, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(merged(input_ids=ids).logits, system.model(input_ids=ids).logits, rtol=1e-4,
+                                   atol=1e-4)
     assert (Path(out) / "tokenizer.json").is_file()
 
 

@@ -29,7 +29,8 @@ def pack_sft_batch(examples: list[dict], pad_id: int, capacity: int) -> dict[str
     Each example's first label is ignored, as in the padded batch where the first position is never a target:
     the loss and gradients equal the padded batch's (tested)."""
     merged = []
-    for row in pack_rows([len(e["input_ids"]) for e in examples], max(capacity, max(len(e["input_ids"]) for e in examples))):
+    for row in pack_rows([len(e["input_ids"]) for e in examples], max(capacity,
+                                                                      max(len(e["input_ids"]) for e in examples))):
         m = {"input_ids": [], "labels": [], "weights": [], "key_mask": [], "position_ids": []}
         for i in row:
             e = examples[i]
@@ -42,10 +43,13 @@ def pack_sft_batch(examples: list[dict], pad_id: int, capacity: int) -> dict[str
     batch = pad_sft_batch(merged, pad_id)
     t = batch["input_ids"].size(1)
     # padding continues the last example's positions: causal, after every real token, and never a target
-    batch["position_ids"] = torch.tensor([m["position_ids"] + list(range(m["position_ids"][-1] + 1,
-                                                                          m["position_ids"][-1] + 1 + t - len(m["position_ids"])))
-                                          for m in merged])
+    batch["position_ids"] = torch.tensor([_continue_positions(m["position_ids"], t) for m in merged])
     return batch
+
+
+def _continue_positions(positions: list[int], width: int) -> list[int]:
+    last = positions[-1]
+    return positions + list(range(last + 1, last + 1 + width - len(positions)))
 
 
 def pad_sft_batch(examples: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
@@ -57,4 +61,5 @@ def pad_sft_batch(examples: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
 
     return {"input_ids": pad("input_ids", pad_id, torch.long), "labels": pad("labels", IGNORE_INDEX, torch.long),
             "weights": pad("weights", 0.0, torch.float32), "key_mask": pad("key_mask", False, torch.bool),
-            "attention_mask": torch.tensor([[1] * len(e["input_ids"]) + [0] * (t - len(e["input_ids"])) for e in examples])}
+            "attention_mask": torch.tensor([[1] * len(e["input_ids"]) + [0] * (t - len(e["input_ids"]))
+                                            for e in examples])}

@@ -72,8 +72,8 @@ _PY_ERRORS = [
     (re.compile(r"missing \d+ required (?:positional|keyword-only) arguments?"), "missing_parameter"),
     (re.compile(r"got an unexpected keyword argument"), "unexpected_parameter"),
     (re.compile(r"\b(?:positional argument|takes \d+ positional)"), "parameter_error"),
-    (re.compile(r"\b(?:[4-5]\d\d) (?:Client|Server) Error\b|\bHTTP(?:Error)?\s*[4-5]\d\d\b|status(?: code)?[:= ]+[4-5]\d\d\b", re.I),
-     "http_error"),
+    (re.compile(r"\b(?:[4-5]\d\d) (?:Client|Server) Error\b|\bHTTP(?:Error)?\s*[4-5]\d\d\b"
+                r"|status(?: code)?[:= ]+[4-5]\d\d\b", re.I), "http_error"),
     (re.compile(r"\bnot supported\b", re.I), "not_supported"),
     (re.compile(r"^(?:Traceback \(most recent call last\)|[A-Z]\w*(?:Error|Exception)\b:)", re.M), "exception"),
     # Python exception messages printed without their class (seen in RoTBench / ToolEyes tool outputs)
@@ -103,7 +103,8 @@ def _json_error(obj, depth: int = 0) -> Detection | None:
             status = int(status)
         if isinstance(status, int) and not isinstance(status, bool) and 400 <= status < 600:
             return Detection(True, "http_error", f"{key} {status}")
-    return next((d for d in (_json_error(v, depth + 1) for v in obj.values() if isinstance(v, (dict, list))) if d), None)
+    return next((d for d in (_json_error(v, depth + 1) for v in obj.values() if isinstance(v, (dict, list))) if d),
+                None)
 
 
 @dataclass(frozen=True)

@@ -84,7 +84,8 @@ class ToolPromptDataModule(ToolDataModule):
         convs, _ = self.source.load()
         prompts = all_step_prompts(convs, self.mae.detector)[: self.hparams.max_prompts]
         if not prompts:
-            raise DataError(f"no step prompt with a gold call in {self.source.format} {self.source.path or self.source.split}")
+            where = self.source.path or self.source.split
+            raise DataError(f"no step prompt with a gold call in {self.source.format} {where}")
         self.items = self.prompt_items(prompts)
 
     def train_dataloader(self) -> DataLoader:

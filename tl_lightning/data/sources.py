@@ -16,7 +16,8 @@ from tl_lightning.format.schema import Conversation
 class DataSource:
     """Where conversations come from."""
 
-    format: Literal["toolworld", "conversations", "openai", "toolbench", "rotbench", "toolalpaca", "tooleyes"] = "toolworld"
+    format: Literal["toolworld", "conversations", "openai", "toolbench", "rotbench", "toolalpaca",
+                    "tooleyes"] = "toolworld"
     """"toolworld" (generated) or a file format of tl_lightning.data.loaders."""
     path: str | None = None
     """File or directory for file formats."""

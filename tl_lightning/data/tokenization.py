@@ -40,7 +40,8 @@ def prompt_token_ids(prompts: list[Conversation], renderer: Renderer, tokenizer)
             for c in prompts]
 
 
-def encode_rendered(rendered: Rendered, tokenizer, candidate_names: tuple[str, ...], blocked: frozenset[int] = frozenset(),
+def encode_rendered(rendered: Rendered, tokenizer, candidate_names: tuple[str, ...],
+                    blocked: frozenset[int] = frozenset(),
                     weighting: TokenWeighting = UniformWeighting(), max_length: int | None = None) -> Encoded:
     """Tokenize `rendered.text` once and derive labels/weights from its segments.
 
@@ -74,8 +75,9 @@ def encode_rendered(rendered: Rendered, tokenizer, candidate_names: tuple[str, .
         weights[key] = w
         key_mask[key] = True
     if max_length is not None and len(ids) > max_length:
-        ids, labels, weights, key_mask = ids[:max_length], labels[:max_length], weights[:max_length], key_mask[:max_length]
-    return Encoded(ids, labels.tolist(), weights.tolist(), key_mask.tolist(), int((labels != IGNORE_INDEX).sum()), n_blocked)
+        ids, labels, weights, key_mask = (x[:max_length] for x in (ids, labels, weights, key_mask))
+    return Encoded(ids, labels.tolist(), weights.tolist(), key_mask.tolist(), int((labels != IGNORE_INDEX).sum()),
+                   n_blocked)
 
 
 def check_prefix(rendered: Rendered, tokenizer) -> list[int]:

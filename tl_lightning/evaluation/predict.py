@@ -51,7 +51,8 @@ def predict_batch(model, tokenizer, batch: PromptBatch, settings: GenerationSett
     responses: dict[int, list[int]] = {}
     for start in range(0, len(order), step):
         chunk = order[start:start + step]
-        outs = generate_responses(model, [ids[i] for i in chunk], tokenizer.pad_token_id, tokenizer.eos_token_id, settings)
+        outs = generate_responses(model, [ids[i] for i in chunk], tokenizer.pad_token_id, tokenizer.eos_token_id,
+                                  settings)
         responses.update(zip(chunk, outs))
     preds = []
     for i, conv in enumerate(batch.conversations):

@@ -18,7 +18,8 @@ def _pct(x: float) -> str:
 
 def markdown(summary: dict[str, dict]) -> str:
     scored = {g: m for g, m in summary.items() if "ts" in m}
-    lines = ["# Evaluation", "", "| benchmark | n | TS | PI | CF | exact match | arg F1 |", "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = ["# Evaluation", "", "| benchmark | n | TS | PI | CF | exact match | arg F1 |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
     lines += [f"| {g} | {m['n']} | " + " | ".join(_pct(m[k]) for k in SCALARS) + " |" for g, m in scored.items()]
     rot = {g: m for g, m in scored.items() if g.startswith("rotbench/")}
     if rot:
@@ -56,7 +57,8 @@ def plot_error_categories(summary: dict[str, dict], path: Path) -> Path | None:
     fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(used) + 2), 0.45 * len(scored) * len(used) / 3 + 3))
     height = 0.8 / max(1, len(scored))
     for i, (g, m) in enumerate(scored.items()):
-        ax.barh([j + i * height for j in range(len(used))], [100 * m[f"rate/{c}"] for c in used], height=height, label=g)
+        ax.barh([j + i * height for j in range(len(used))], [100 * m[f"rate/{c}"] for c in used], height=height,
+                label=g)
     ax.set_yticks([j + 0.4 - height / 2 for j in range(len(used))], used)
     ax.invert_yaxis()
     ax.set_xlabel("% of items")

@@ -182,7 +182,8 @@ def _unescape(result: ParseResult) -> ParseResult:
             return {fix(k): fix(x) for k, x in v.items()}
         return v
 
-    return ParseResult(calls=tuple(ToolCall(fix(c.name), fix(c.arguments)) for c in result.calls), thought=result.thought)
+    return ParseResult(calls=tuple(ToolCall(fix(c.name), fix(c.arguments)) for c in result.calls),
+                       thought=result.thought)
 
 
 def _parse_python_calls_exact(body: str) -> ParseResult:
@@ -303,7 +304,8 @@ def _parse_react(body: str) -> ParseResult:
         name = (chunk[: inp.start()] if inp else chunk).strip().splitlines()
         name = name[0].strip() if name else ""
         if not name:
-            return ParseResult(failure=ParseFailure("not_a_call", "ReAct 'Action:' without a tool name"), thought=thought)
+            return ParseResult(failure=ParseFailure("not_a_call", "ReAct 'Action:' without a tool name"),
+                               thought=thought)
         raw_input = chunk[inp.end():].strip() if inp else ""
         raw_input = re.split(r"\n\s*(?:Thought|Observation)\s*:", raw_input, maxsplit=1)[0].strip()
         args = _parse_arguments(raw_input)

@@ -56,7 +56,8 @@ def item_scores(c: Classification) -> dict[str, float]:
 
 
 def tool_call_metrics(predictions: Sequence, golds: Sequence[Sequence[GoldAnswer]],
-                      tools: Sequence[Sequence[ToolSpec]], free_text_tools: frozenset[str] = FREE_TEXT_TOOLS) -> dict[str, float]:
+                      tools: Sequence[Sequence[ToolSpec]],
+                      free_text_tools: frozenset[str] = FREE_TEXT_TOOLS) -> dict[str, float]:
     """Functional twin of `ToolCallMetrics`: metric name → value in [0, 1]."""
     m = ToolCallMetrics(free_text_tools=free_text_tools)
     m.update(predictions, golds, tools)

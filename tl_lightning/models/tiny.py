@@ -21,7 +21,8 @@ from tl_lightning.checkpoints import CheckpointBuilder
 
 # LLaMA-2 / CodeLLaMA-Instruct style template; {% generation %} marks assistant tokens (env-notes §3).
 CHAT_TEMPLATE = (
-    "{% if messages[0]['role'] == 'system' %}{% set sys = '<<SYS>>\\n' + messages[0]['content'] + '\\n<</SYS>>\\n\\n' %}"
+    "{% if messages[0]['role'] == 'system' %}"
+    "{% set sys = '<<SYS>>\\n' + messages[0]['content'] + '\\n<</SYS>>\\n\\n' %}"
     "{% set messages = messages[1:] %}{% else %}{% set sys = '' %}{% endif %}"
     "{% for m in messages %}"
     "{% if m['role'] == 'user' %}{{ bos_token + '[INST] ' + (sys if loop.first else '') + m['content'] + ' [/INST]' }}"

@@ -61,4 +61,5 @@ def tool_call_rewards(predictions: Sequence[str], golds: Sequence[Sequence[GoldA
                       tools: Sequence[Sequence[ToolSpec]], table: RewardTable = RewardTable(),
                       free_text_tools: frozenset[str] = FREE_TEXT_TOOLS) -> list[float]:
     """Reward of each prediction: `table[classify(prediction, gold, tools).category]` (pure, batched)."""
-    return [table(classify(p, g, t, free_text_tools).category) for p, g, t in zip(predictions, golds, tools, strict=True)]
+    return [table(classify(p, g, t, free_text_tools).category) for p, g, t in zip(predictions, golds, tools,
+                                                                                  strict=True)]

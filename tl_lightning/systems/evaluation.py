@@ -26,6 +26,18 @@ from tl_lightning.models.generation import GenerationSettings
 from tl_lightning.models.loading import ModelSettings, load_for_inference, prepare_checkpoint
 
 
+def prediction_record(p: Prediction) -> dict:
+    """One line of predictions/<group>.jsonl: item id, prompt hash, raw output, parse, category, gold."""
+    conv = p.conversation
+    scored = conv.gold is not None
+    return {"id": conv.id,
+            "prompt_sha1": hashlib.sha1(json.dumps(conv.to_dict(), sort_keys=True).encode()).hexdigest()[:16],
+            "output": p.text, "parsed": [c.to_dict() for c in p.parsed.calls] if p.parsed.ok else None,
+            "parse_failure": None if p.parsed.ok else p.parsed.failure.reason,
+            "category": p.classification.category if scored else None,
+            "gold": [[c.to_dict() for c in a] for a in conv.gold] if scored else None}
+
+
 class EvalSystem(L.LightningModule):
     """Evaluate a (base + optional adapter) model on benchmark prompts. Single-process: run with devices: 1.
 
@@ -36,7 +48,8 @@ class EvalSystem(L.LightningModule):
         free_text_tools: tools whose argument content is not compared (RoTBench: finish, ask_to_user).
     """
 
-    def __init__(self, policy: ModelSettings = ModelSettings(lora=None), generation: GenerationSettings = GenerationSettings(),
+    def __init__(self, policy: ModelSettings = ModelSettings(lora=None),
+                 generation: GenerationSettings = GenerationSettings(),
                  output_dir: str | None = None, free_text_tools: list[str] = sorted(FREE_TEXT_TOOLS)) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -71,7 +84,8 @@ class EvalSystem(L.LightningModule):
         self.metrics, self.counts = {}, {}
 
     def test_step(self, batch: PromptBatch, batch_idx: int) -> None:
-        for p in predict_batch(self.model, self.tokenizer, batch, self.generation, free_text_tools=self.free_text_tools):
+        for p in predict_batch(self.model, self.tokenizer, batch, self.generation,
+                               free_text_tools=self.free_text_tools):
             self._record(p.group, p)
 
     def _record(self, group: str, p: Prediction) -> None:
@@ -83,12 +97,8 @@ class EvalSystem(L.LightningModule):
             metric = self.metrics.setdefault(group, SchemaValidityMetrics())
             metric.update([p.parsed], [conv.tools])
         self.counts[group] = self.counts.get(group, 0) + 1
-        record = {"id": conv.id, "prompt_sha1": hashlib.sha1(json.dumps(conv.to_dict(), sort_keys=True).encode()).hexdigest()[:16],
-                  "output": p.text, "parsed": [c.to_dict() for c in p.parsed.calls] if p.parsed.ok else None,
-                  "parse_failure": None if p.parsed.ok else p.parsed.failure.reason, "category": p.classification.category
-                  if conv.gold is not None else None, "gold": None if conv.gold is None else [[c.to_dict() for c in a] for a in conv.gold]}
         with open(self.out_dir / "predictions" / f"{group.replace('/', '__')}.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+            f.write(json.dumps(prediction_record(p), ensure_ascii=False) + "\n")
 
     def on_test_epoch_end(self) -> None:
         self.summary = {}

@@ -174,8 +174,10 @@ class PPOSystem(L.LightningModule):
         self.model.eval()
         self.model.set_adapter("default")
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            torch.manual_seed(self.hparams.rollout_seed * 1_000_003 + self.iteration)  # sampling depends on (seed, iteration)
-            responses = generate_responses(self.model, batch.input_ids, tok.pad_token_id, tok.eos_token_id, self.generation)
+            # sampling depends on (seed, iteration)
+            torch.manual_seed(self.hparams.rollout_seed * 1_000_003 + self.iteration)
+            responses = generate_responses(self.model, batch.input_ids, tok.pad_token_id, tok.eos_token_id,
+                                           self.generation)
         texts = [tok.decode(r, skip_special_tokens=True) for r in responses]
         r = build_rollout(batch.input_ids, responses, tok.pad_token_id, tok.eos_token_id, texts,
                           self.generation.max_prompt_length)
@@ -183,7 +185,8 @@ class PPOSystem(L.LightningModule):
             r.sequences, r.attention_mask, r.response_mask, r.prompt_length, r.texts, r.stopped)))
 
     def _score(self, batch: PromptBatch, rollout: Rollout) -> tuple[torch.Tensor, list[str]]:
-        classified = [classify_response(t, c, self.free_text_tools)[1] for t, c in zip(rollout.texts, batch.conversations)]
+        classified = [classify_response(t, c, self.free_text_tools)[1] for t, c in zip(rollout.texts,
+                                                                                       batch.conversations)]
         cats = [c.category for c in classified]
         scores = torch.tensor([self.reward_table(c) for c in cats], device=self.device)
         scores = scores.clamp(-self.ppo.reward_clip, self.ppo.reward_clip)
@@ -192,7 +195,8 @@ class PPOSystem(L.LightningModule):
                                  torch.full_like(scores, self.ppo.no_stop_penalty))
         self.rollout_metrics.update_classified(classified)
         self.last_samples = [{"iteration": self.iteration, "prompt_id": c.id, "response": t, "category": k,
-                              "reward": float(s)} for c, t, k, s in zip(batch.conversations, rollout.texts, cats, scores)]
+                              "reward": float(s)} for c, t, k, s in zip(batch.conversations, rollout.texts, cats,
+                                                                        scores)]
         return scores, cats
 
     @torch.no_grad()
@@ -218,7 +222,8 @@ class PPOSystem(L.LightningModule):
         n = rollout.sequences.size(0)
         sums: dict[str, float] = {}
         steps = 0
-        g = torch.Generator().manual_seed(self.hparams.rollout_seed * 7_919 + self.iteration)  # minibatch order per iteration
+        # minibatch order per iteration
+        g = torch.Generator().manual_seed(self.hparams.rollout_seed * 7_919 + self.iteration)
         for _ in range(self.ppo.ppo_epochs):
             for idx in torch.randperm(n, generator=g).split(self.ppo.minibatch_size):
                 mb = Rollout(rollout.sequences[idx], rollout.attention_mask[idx], rollout.response_mask[idx],
@@ -273,7 +278,10 @@ class PPOSystem(L.LightningModule):
     # ------------------------------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # trainable adapters + value head only (the frozen reference adapter is reloaded from the SFT directory)
-        keep = lambda k: ("lora_" in k and f".{REFERENCE_ADAPTER}." not in k) or k.startswith("value_head.")  # noqa: E731
+        # noqa: E731
+        def keep(k: str) -> bool:
+            return ("lora_" in k and f".{REFERENCE_ADAPTER}." not in k) or k.startswith("value_head.")
+
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if keep(k)}
         checkpoint["ppo_state"] = {"kl_coef": self.kl_coef, "iteration": self.iteration,
                                    "python_rng": random.getstate(), "torch_rng": torch.get_rng_state()}

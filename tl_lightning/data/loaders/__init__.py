@@ -60,7 +60,8 @@ def as_hf_dataset(format: SourceFormat, path: str | Path, on_error: OnError = "s
     p = Path(str(path))
     if format != "bfcl" and not p.exists():
         raise DataError(f"data path not found: {p} (check the path in your config)")
-    stamp = [(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in ([p] if p.is_file() else sorted(p.rglob("*.json*")))] \
+    stamp = [(str(f), f.stat().st_size,
+              f.stat().st_mtime_ns) for f in ([p] if p.is_file() else sorted(p.rglob("*.json*")))] \
         if p.exists() else [str(path)]
     try:
         return datasets.Dataset.from_generator(

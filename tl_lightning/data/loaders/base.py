@@ -78,7 +78,8 @@ def read_text(path: str | Path) -> str:
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        raise DataError(f"{p}: not UTF-8 (byte {e.start}: {raw[e.start:e.start + 1]!r}); re-encode the file as UTF-8") from None
+        bad = raw[e.start:e.start + 1]
+        raise DataError(f"{p}: not UTF-8 (byte {e.start}: {bad!r}); re-encode the file as UTF-8") from None
 
 
 def read_json(path: str | Path) -> Any:
@@ -123,7 +124,8 @@ def convert_items(items: Iterable[tuple[str, Any]], convert: Callable[[str, Any]
         except (ItemError, KeyError, TypeError, ValueError, AttributeError) as e:
             reason = str(e) if isinstance(e, ItemError) else f"malformed item ({type(e).__name__}: {e})"
             if on_error == "raise":
-                raise DataError(f"{report.path}: {where}: {reason} (use on_error: skip to count and skip such items)") from None
+                raise DataError(f"{report.path}: {where}: {reason} "
+                                "(use on_error: skip to count and skip such items)") from None
             report.skip(where, reason)
             continue
         report.loaded += len(convs)

@@ -39,7 +39,8 @@ def _toolalpaca_tool(name: str, text: str) -> ToolSpec:
     params = []
     for pname, ptext in raw.items():
         m = _TA_PARAM.match(str(ptext))
-        required, ptype, pdesc = (m.group(1).lower() == "required", m.group(2), m.group(3)) if m else (False, "", str(ptext))
+        required, ptype, pdesc = (m.group(1).lower() == "required", m.group(2), m.group(3)) if m else (False, "",
+                                                                                                       str(ptext))
         params.append(ToolParam(pname, normalise_type(ptype), pdesc.strip(), required))
     params.sort(key=lambda p: not p.required)
     return ToolSpec(name, desc.strip(), tuple(params))
@@ -95,7 +96,8 @@ def _toolalpaca_step(step: dict, report: LoadReport) -> ToolCall:
 
 GET_DETAILS = ToolSpec("getDetails", "Ask the user for details that are missing to complete the task.",
                       (ToolParam("Question", "string", "The question to ask the user."),))
-"""ToolAlpaca's agent offers this ask-the-user tool with every API (its gold answers call it; the files do not list it)."""
+"""ToolAlpaca's agent offers this ask-the-user tool with every API (its gold answers call it; the files do not
+list it)."""
 
 
 def _later_step(step: dict, report: LoadReport) -> dict:

@@ -5,7 +5,8 @@ the assistant calls tools, a small executor answers each call, and the assistant
 With probability `error_rate` per call (default 0.17, the share of erroneous calls the paper measured in
 RoTLLaMA's data) an erroneous attempt comes first. The executor then checks it against the signature and answers the
 way Python or an API would: "NameError: name 'x' is not defined", "TypeError: f() missing 1 required positional
-argument: 'query'", "got an unexpected keyword argument", or `{"error": "invalid value ..."}`. The corrected call follows.
+argument: 'query'", "got an unexpected keyword argument", or `{"error": "invalid value ..."}`. The corrected call
+follows.
 
 Everything depends only on (seed, split, index): splits are deterministic and disjoint by construction.
 """
@@ -40,7 +41,8 @@ FOLLOW_PHRASES = {
     "create_event_reminder": " And remind me {minutes_before} minutes before it.",
 }
 _KEY_SYNONYMS = {"query": "keyword", "city": "location", "date": "day", "limit": "max_results", "title": "name",
-                 "symbol": "ticker", "text": "content", "origin": "from_city", "destination": "to_city", "to": "recipient"}
+                 "symbol": "ticker", "text": "content", "origin": "from_city", "destination": "to_city",
+                 "to": "recipient"}
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
@@ -121,7 +123,8 @@ class ToolWorld:
     def conversation(self, split: str, index: int) -> Conversation:
         rng = random.Random(f"toolworld/{self.seed}/{split}/{index}")
         primary = rng.choice(TOOLS)
-        follow = TOOLS_BY_NAME[rng.choice(CHAINS[primary.name])] if primary.name in CHAINS and rng.random() < self.chain_rate else None
+        chained = primary.name in CHAINS and rng.random() < self.chain_rate
+        follow = TOOLS_BY_NAME[rng.choice(CHAINS[primary.name])] if chained else None
         tools = self._candidates(primary, follow, rng)
         available = {t.name: t for t in tools}
         call, request = _request(primary, rng)
@@ -165,7 +168,8 @@ class ToolWorld:
 
 
 def _fmt(value) -> str:
-    return ("yes" if value else "no") if isinstance(value, bool) else f"{value:g}" if isinstance(value, float) else str(value)
+    return ("yes" if value else "no") if isinstance(value, bool) else f"{value:g}" if isinstance(value,
+                                                                                                 float) else str(value)
 
 
 def _request(tool: ToolDef, rng: random.Random) -> tuple[ToolCall, str]:
@@ -207,7 +211,8 @@ def _erroneous(call: ToolCall, available: dict[str, ToolDef], rng: random.Random
         return kind, ToolCall(_hallucinated_name(call.name, available, rng), args)
     if kind == "wrong_tool":
         prefix = call.name.split("_")[0]
-        siblings = [n for n in available if n != call.name and n.startswith(prefix) and n not in ("finish", "ask_to_user")]
+        siblings = [n for n in available if n != call.name and n.startswith(prefix) and n not in ("finish",
+                                                                                                  "ask_to_user")]
         return (kind, ToolCall(rng.choice(siblings), args)) if siblings else None
     if kind == "missing_parameter":
         required = [p.name for p in tool.params if p.required]
