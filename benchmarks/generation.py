@@ -16,8 +16,8 @@ import torch
 
 from tl_lightning.checkpoints import load_tokenizer
 from tl_lightning.data.steps import all_step_prompts
+from tl_lightning.data.tokenization import prompt_token_ids
 from tl_lightning.data.toolworld import ToolWorld
-from tl_lightning.evaluation.predict import prompt_token_ids
 from tl_lightning.format.render import PaperFormat
 from tl_lightning.models.generation import GenerationSettings, generate_responses
 from tl_lightning.models.loading import ModelSettings, load_for_inference
@@ -31,7 +31,7 @@ def run(n_prompts: int, batch: int, new_tokens: int) -> dict:
         model = load_for_inference(ModelSettings(checkpoint=ckpt, quantization="nf4", compute_dtype="float32",
                                                  lora=None))
         prompts = all_step_prompts(ToolWorld(seed=3).split("bench", n_prompts), first_only=True)[:n_prompts]
-        ids = prompt_token_ids(prompts, PaperFormat(tok.eos_token), tok, True)
+        ids = prompt_token_ids(prompts, PaperFormat(tok.eos_token), tok)
         ids.sort(key=len)
         settings = GenerationSettings(max_new_tokens=new_tokens)
         no_eos = -1  # an id never generated: every response runs to max_new_tokens in both modes

@@ -22,16 +22,18 @@ from tl_lightning.data.sources import DataSource
 from tl_lightning.models.generation import GenerationSettings
 from tl_lightning.models.loading import LoraSettings, ModelSettings
 from tl_lightning.models.tiny import build_tiny_checkpoint
+from tl_lightning.systems.critics import SharedCritic
 from tl_lightning.systems.ppo import PPOSystem
 from tl_lightning.systems.ppo_rollout import response_logprobs
+from tl_lightning.systems.schedules import WarmupConstant
 
 
-def baseline(system: PPOSystem, dm: ToolPromptDataModule, batch: list, reps: int) -> dict:
+def baseline(system: PPOSystem, batch, reps: int) -> dict:
     """Generation + one forward-backward of the policy on the generated sequences: the floor for any PPO step."""
     gen, fb = [], []
     for i in range(reps):
         t = time.perf_counter()
-        rollout = system._sample(batch, dm)
+        rollout = system._sample(batch)
         gen.append(time.perf_counter() - t)
         system.model.train()
         t = time.perf_counter()
@@ -52,8 +54,8 @@ def main() -> None:
         ckpt = str(build_tiny_checkpoint(Path(d) / "tiny"))
         gen = GenerationSettings(max_new_tokens=a.new_tokens, do_sample=True)
         system = PPOSystem(ModelSettings(checkpoint=ckpt, quantization="nf4", compute_dtype="float32",
-                                         lora=LoraSettings(r=8, dropout=0.0)), critic="shared", generation=gen,
-                           ppo={"ppo_epochs": 1, "minibatch_size": a.batch}, warmup_steps=0)
+                                         lora=LoraSettings(r=8, dropout=0.0)), critic=SharedCritic(), generation=gen,
+                           ppo={"ppo_epochs": 1, "minibatch_size": a.batch}, lr_scheduler=WarmupConstant)
         dm = ToolPromptDataModule(tokenizer=ckpt, source=DataSource(size=100), batch_size=a.batch)
         trainer = L.Trainer(accelerator="cpu", max_epochs=1, limit_train_batches=a.iterations,
                             logger=L.pytorch.loggers.CSVLogger(d),
@@ -66,7 +68,7 @@ def main() -> None:
         split = {k: statistics.median(float(r[f"time/{k}"]) for r in rows) for k in ("rollout", "score", "ref_value",
                                                                                      "update")}
         iteration = sum(split.values())
-        base = baseline(system, dm, next(iter(dm.train_dataloader())), reps=3)
+        base = baseline(system, next(iter(dm.train_dataloader())), reps=3)
         floor = base["generate_s"] + base["forward_backward_s"]
         print(json.dumps({"machine": f"CPU, {torch.get_num_threads()} threads",
                           "model": "tiny Llama h64 L2, NF4 + LoRA r8",

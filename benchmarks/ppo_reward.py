@@ -48,14 +48,15 @@ def main() -> None:
         cli_main(["fit", "--config", "configs/quickstart.yaml", f"--model.init_args.policy.checkpoint={ckpt}",
                   f"--trainer.max_epochs={a.sft_epochs}", f"--trainer.default_root_dir={out}",
                   f"--trainer.logger.init_args.save_dir={out}", "--trainer.logger.init_args.name=sft",
-                  "--model.init_args.val_generation=0"])
+                  "--data.init_args.val_generation=0"])
     sft = a.sft_adapter or str(sorted((out / "sft").glob("version_*"))[-1] / "hf" / "final")
     cli_main(["fit", "--config", "configs/ppo_quickstart.yaml", f"--model.init_args.policy.checkpoint={ckpt}",
               f"--model.init_args.policy.adapter={sft}", f"--trainer.limit_train_batches={a.iterations}",
               f"--trainer.default_root_dir={out}", f"--trainer.logger.init_args.save_dir={out}",
               "--trainer.logger.init_args.name=ppo", "--data.init_args.batch_size=16",
               "--model.init_args.generation.temperature=0.7", "--model.init_args.actor_lr=1e-4",
-              "--model.init_args.critic_lr=1e-3", "--model.init_args.kl.coef=0.1", "--model.init_args.critic=adapter",
+              "--model.init_args.critic_lr=1e-3", "--model.init_args.kl.controller.coef=0.1",
+              "--model.init_args.critic=AdapterCritic",
               "--model.init_args.ppo.minibatch_size=8"])
     ppo = str(sorted((out / "ppo").glob("version_*"))[-1] / "hf" / "final")
     print(json.dumps({"sft": heldout_reward(ckpt, sft), "sft+ppo": heldout_reward(ckpt, ppo),

@@ -66,6 +66,7 @@ def run_ours(ckpt: str, steps: int, batch: int, max_length: int, group_by_length
     from tl_lightning.data.sft_datamodule import ToolSFTDataModule
     from tl_lightning.data.sources import DataSource
     from tl_lightning.models.loading import LoraSettings, ModelSettings
+    from tl_lightning.systems.schedules import WarmupConstant
     from tl_lightning.systems.sft import SFTSystem
 
     clock = StepClock()
@@ -80,7 +81,7 @@ def run_ours(ckpt: str, steps: int, batch: int, max_length: int, group_by_length
     L.seed_everything(0)
     system = SFTSystem(ModelSettings(checkpoint=ckpt, quantization="nf4", compute_dtype="float32",
                                      lora=LoraSettings(r=8, alpha=16, dropout=0.0)),
-                       optimizer=lambda p: torch.optim.AdamW(p, lr=2e-4), warmup_ratio=0.0, schedule="constant")
+                       optimizer=lambda p: torch.optim.AdamW(p, lr=2e-4), lr_scheduler=WarmupConstant)
     dm = ToolSFTDataModule(tokenizer=ckpt, train=DataSource(size=200), val=DataSource(split="val", size=2),
                            max_length=max_length, batch_size=batch, group_by_length=group_by_length)
     L.Trainer(accelerator="cpu", max_steps=steps + WARMUP, logger=False, enable_checkpointing=False,

@@ -3,6 +3,7 @@
 import subprocess
 import sys
 
+import pytest
 import torch
 from helpers import ROOT
 
@@ -26,3 +27,22 @@ def test_cli_user_errors_are_one_line(tiny_checkpoint, tmp_path):
     if not torch.cuda.is_available():
         r = _cli(*base, "--trainer.accelerator=gpu")
         assert r.returncode == 2 and "CUDA is not available" in r.stderr.strip().splitlines()[-1]
+
+
+def _help(capsys, *args: str) -> str:
+    from main import cli_main
+
+    with pytest.raises(SystemExit) as e:
+        cli_main(list(args))
+    assert e.value.code in (0, None)
+    return " ".join(capsys.readouterr().out.split())  # argparse wraps lines: compare on one line
+
+
+def test_help_shows_field_docs_for_short_class_names(capsys):
+    out = _help(capsys, "fit", "--model.help", "SFTSystem")
+    assert "A hub id or a local directory saved with `save_pretrained`" in out  # ModelSettings.checkpoint
+    out = _help(capsys, "fit", "--data.help", "ToolSFTDataModule")
+    assert "Which tool outputs are errors" in out  # MAESettings.detector
+    assert "Use at most this many conversations" in out  # DataSource.limit
+    out = _help(capsys, "fit", "--model.help", "PPOSystem")
+    assert "How β moves" in out and "Policy ratio clip ε" in out  # KLSettings.controller, PPOSettings.clip

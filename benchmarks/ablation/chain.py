@@ -36,6 +36,7 @@ from tl_lightning.rewards.reward import RewardTable
 
 HERE = Path(__file__).parent
 EVAL_SEED = 10_000  # held-out ToolWorld: a split name and seed no training run uses
+MAE_ON = {"class_path": "tl_lightning.data.mae.StructuredDetector"}
 
 
 @dataclass(frozen=True)
@@ -138,8 +139,10 @@ def run_chain(spec: dict) -> None:
                                     f"--data.init_args.batch_size={scale.batch_size}",
                                     f"--data.init_args.shuffle_seed={seed}",
                                     f"--model.init_args.optimizer.init_args.lr={scale.lr}",
-                                    f"--data.init_args.mae.detector={'structured' if mae else 'none'}",
-                                    f"--data.init_args.pkt.weighting={'pkt' if pkt else 'uniform'}"], run_dir, "sft")
+                                    # a nested null cannot be set with a dotted key: set its parent as a dict
+                                    "--data.init_args.mae=" + json.dumps({"detector": MAE_ON if mae else None}),
+                                    f"--data.init_args.weighting={'PKTWeighting' if pkt else 'UniformWeighting'}"],
+                       run_dir, "sft")
         train_s = time.time() - t0
         stats = json.loads((log_dir / "data_stats.json").read_text())["train"]
         result = {"train_s": round(train_s, 1), "eval": evaluate(ckpt, str(log_dir / "hf" / "final"), scale, levels),
