@@ -2,7 +2,7 @@
 
 import pytest
 
-from tl_lightning.objectives.token_weights import key_char_positions, pkt_weight
+from tl_lightning.objectives.token_weights import divergence_index, key_char_positions, pkt_weight
 
 
 @pytest.mark.parametrize("n_key, n_nonkey, w_max, expected", [
@@ -24,3 +24,13 @@ def test_key_positions_paper_names():
     assert key_char_positions("getPaperDetails", 0, cands) == [0, 8]
     assert key_char_positions("finish", 5, cands) == [5]
     assert key_char_positions("get", 0, ("get", "get_all")) == [0, 3]  # candidate extends gold: the "(" decides
+
+
+@pytest.mark.parametrize("gold, candidate, expected", [
+    ([5, 6, 7, 8], [5, 6, 9, 1], 2),  # share 2 tokens: the gold's token 2 decides
+    ([5, 6, 7], [5, 6, 7, 8], 2),     # the gold is a prefix of the candidate: its last token (the stop) decides
+    ([5, 6, 7, 8], [4, 6, 7, 8], None),  # differ at the first token: nothing beyond the first-token key
+    ([5, 6], [5, 6], None),           # identical: no divergence
+])
+def test_divergence_index_hand_computed(gold, candidate, expected):
+    assert divergence_index(gold, candidate) == expected

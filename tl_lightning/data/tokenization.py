@@ -58,6 +58,7 @@ def encode_rendered(rendered: Rendered, tokenizer, candidate_names: tuple[str, .
     offsets = np.asarray(enc["offset_mapping"], dtype=np.int64).reshape(-1, 2)
     starts, ends = offsets[:, 0], offsets[:, 1]
     real = ends > starts  # special tokens added by the tokenizer have empty offsets
+    id_array = np.asarray(ids, dtype=np.int64)
     labels = np.full(len(ids), IGNORE_INDEX, dtype=np.int64)
     weights = np.zeros(len(ids), dtype=np.float32)
     key_mask = np.zeros(len(ids), dtype=bool)
@@ -69,9 +70,9 @@ def encode_rendered(rendered: Rendered, tokenizer, candidate_names: tuple[str, .
         if seg.message_index in blocked:
             n_blocked += int(inside.sum())
             continue
-        labels[inside] = np.asarray(ids)[inside]
+        labels[inside] = id_array[inside]
         weights[inside] = 1.0
-        key, w = weighting.key_tokens(rendered.text, seg, inside, starts, ends, tokenizer, candidate_names)
+        key, w = weighting.key_tokens(rendered.text, seg, id_array, starts, ends, inside, tokenizer, candidate_names)
         weights[key] = w
         key_mask[key] = True
     if max_length is not None and len(ids) > max_length:

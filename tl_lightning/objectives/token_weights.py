@@ -1,16 +1,19 @@
-"""PKT key tokens and weights (paper.md §4), as pure functions of character spans and token offsets.
+"""PKT key tokens and weights (paper.md §4), as pure functions of token sequences, character spans and offsets.
 
-Key tokens K of a tool call: the token holding the first character of the tool name, plus, for every other
-candidate tool name that shares a non-empty prefix with the gold name, the token holding the first character where
-they differ (when the candidate extends the gold name, that is the character right after the name: the `(`,
-the "stop the name here" decision). Weight of K tokens: clip(|NK| / |K|, 1, w_max); every other trained token: 1.
+Key tokens K of a tool call (the rule of the reference code, code/pkt/utils.py): the name's first token, plus, for
+every other candidate tool name whose *token* sequence shares a non-empty prefix with the gold name's (both
+tokenized in the same context), the gold token at the first position where the two sequences differ. When the
+gold name's tokens are a prefix of the candidate's, that is the token right after the name (the "stop the name
+here" decision), often the `(`. Weight of K tokens: clip(|NK| / |K|, 1, w_max); every other trained token: 1.
 
 Note [paper vs code]: the paper's figure counts |NK| over all non-key tokens of the call; the reference code
 excludes parameter-closing pieces (`',`, `)` ...) and includes `</s>`. We follow the figure: NK = every trained
 token of the assistant turn that is not in K (EOS included, nothing excluded). The code's boundary set exists only
 for SentencePiece piece strings of one tokenizer; with w_max = 9 the weights are capped identically in practice.
-Note [prefix unit]: we measure the shared prefix in characters, not tokenizer pieces, so K does not depend on how
-the candidate name happens to tokenize inside the system prompt; a divergence inside the first token dedups to it.
+Note [prefix unit]: the shared prefix is measured in tokens, as the reference code does. A shared *character*
+prefix (`key_char_positions`, kept to measure the difference) lands on the wrong token whenever the tokenizer
+splits before the first differing character: for CodeLLaMA's `▁get P aper Details` vs `▁get P apers By Key words`
+the deciding token is `aper`, not `Details`; for `getUser(` vs `getUsers(` it is the token ending the name, not `(`.
 """
 
 from __future__ import annotations
@@ -22,12 +25,23 @@ import numpy as np
 Span = tuple[int, int]
 
 
-def common_prefix_len(a: str, b: str) -> int:
-    return len(os.path.commonprefix([a, b]))
+def common_prefix_len(a, b) -> int:
+    """Length of the common prefix of two sequences (strings or token id lists)."""
+    return len(os.path.commonprefix([list(a), list(b)]))
+
+
+def divergence_index(gold: list[int], candidate: list[int]) -> int | None:
+    """Index into `gold` of the first token where `candidate` differs, when they share a non-empty token prefix
+    (the key token the candidate makes); None when they differ from the first token or do not differ at all."""
+    lcp = common_prefix_len(gold, candidate)
+    if lcp == 0 or lcp == len(gold) == len(candidate):
+        return None
+    return min(lcp, len(gold) - 1)  # the gold ends first only if the candidate is longer: its last token decides
 
 
 def key_char_positions(name: str, name_start: int, candidates: tuple[str, ...] | list[str]) -> list[int]:
-    """Absolute character positions whose tokens are key tokens for a call of `name` starting at `name_start`."""
+    """The character-prefix rule (superseded, see Note [prefix unit]): absolute character positions whose tokens
+    were taken as key tokens for a call of `name` starting at `name_start`."""
     positions = {name_start}
     for other in candidates:
         if other == name:
