@@ -23,11 +23,12 @@ ZERO = RewardTable(**dict.fromkeys(RewardTable.__dataclass_fields__, 0.0))
 CRITICS = {"shared": SharedCritic(), "adapter": AdapterCritic()}
 
 
-def _system(ckpt, critic="shared", reward=RewardTable(), adapter=None, **kw):
+def _system(ckpt, critic="shared", reward=RewardTable(), adapter=None, ppo=None, **kw):
     return PPOSystem(ModelSettings(checkpoint=ckpt, quantization="nf4", compute_dtype="float32", adapter=adapter,
                                    lora=LoraSettings(r=4, alpha=8, dropout=0.0)),
                      critic=CRITICS[critic], reward=reward, kl=KLSettings(FixedKLController(0.4)),
-                     generation={"max_new_tokens": 12, "do_sample": True}, ppo={"ppo_epochs": 2, "minibatch_size": 2},
+                     generation={"max_new_tokens": 12, "do_sample": True},
+                     ppo=ppo or {"ppo_epochs": 2, "minibatch_size": 2},
                      actor_lr=1e-3, critic_lr=1e-3, lr_scheduler=WarmupConstant, rollout_seed=3, **kw)
 
 
@@ -101,3 +102,23 @@ def test_resume_is_exact(tiny_checkpoint, tmp_path):
     a, b = _trainable(full), _trainable(resumed)
     for n in a:
         torch.testing.assert_close(b[n], a[n], rtol=1e-4, atol=1e-6)
+
+
+def test_first_minibatch_is_on_policy_even_from_an_adapter_with_dropout(tiny_checkpoint, tmp_path):
+    """One PPO epoch, one minibatch: the update sees exactly the rollout's policy (ratio 1), although the SFT adapter
+    was saved with LoRA dropout 0.05 (PPO turns dropout off; with it, approx_kl was 0.017 and clipfrac 0.22)."""
+    from tl_lightning.models.loading import load_policy
+
+    L.seed_everything(0)
+    sft = load_policy(ModelSettings(checkpoint=tiny_checkpoint, quantization="nf4", compute_dtype="float32",
+                                    lora=LoraSettings(r=4, alpha=8, dropout=0.05)))
+    for n, p in sft.named_parameters():
+        if "lora_B" in n:  # a trained adapter, not the zero init, so that dropout would change the outputs
+            torch.nn.init.normal_(p, std=0.5, generator=torch.Generator().manual_seed(len(n)))
+    sft.save_pretrained(tmp_path / "sft")
+    assert '"lora_dropout": 0.05' in (tmp_path / "sft" / "adapter_config.json").read_text()
+    system = _system(tiny_checkpoint, adapter=str(tmp_path / "sft"), ppo={"ppo_epochs": 1, "minibatch_size": 4})
+    trainer = _trainer(tmp_path, 1, enable_checkpointing=False)
+    trainer.fit(system, _dm(tiny_checkpoint))
+    m = trainer.logged_metrics
+    assert float(m["ppo/approx_kl"]) == 0.0 and float(m["ppo/clipfrac"]) == 0.0

@@ -179,6 +179,24 @@ def load_policy(settings: ModelSettings, device: torch.device | str = "cpu") -> 
     return model
 
 
+def disable_lora_dropout(model: torch.nn.Module) -> int:
+    """Replace every LoRA dropout (all adapters) with the identity; returns how many were active.
+
+    PPO needs it: rollout log-probs come from eval mode and the update from train mode, so any dropout makes even the
+    first on-policy minibatch off-policy (ratio != 1). The paper code trains PPO with dropout 0; an SFT adapter
+    saved with dropout keeps it in its config.
+    """
+    n = 0
+    for module in model.modules():
+        dropouts = getattr(module, "lora_dropout", None)
+        if isinstance(dropouts, torch.nn.ModuleDict):
+            for name, layer in list(dropouts.items()):
+                if isinstance(layer, torch.nn.Dropout) and layer.p > 0:
+                    dropouts[name] = torch.nn.Identity()
+                    n += 1
+    return n
+
+
 def compile_decoder_layers(model: torch.nn.Module) -> int:
     """`Module.compile()` on every `*DecoderLayer` (in place, so checkpoints and adapters save as usual)."""
     layers = [m for m in model.modules() if type(m).__name__.endswith("DecoderLayer")]

@@ -25,7 +25,13 @@ from tl_lightning.evaluation.predict import classify_response
 from tl_lightning.format.tools import FREE_TEXT_TOOLS
 from tl_lightning.metrics.tool_call import ToolCallMetrics
 from tl_lightning.models.generation import GenerationSettings, generate_responses
-from tl_lightning.models.loading import ModelSettings, load_base_model, prepare_checkpoint, prepare_for_training
+from tl_lightning.models.loading import (
+    ModelSettings,
+    disable_lora_dropout,
+    load_base_model,
+    prepare_checkpoint,
+    prepare_for_training,
+)
 from tl_lightning.objectives.advantages import gae, masked_mean, masked_var, whiten
 from tl_lightning.objectives.kl import FixedKLController, KLController, kl_estimate
 from tl_lightning.objectives.ppo import clipped_policy_loss
@@ -124,6 +130,7 @@ class PPOSystem(L.LightningModule):
             # model). Disabling adapters instead would give the pre-SFT base, not the policy the paper regularises to.
             self.model.load_adapter(self.policy_settings.adapter, adapter_name=REFERENCE_ADAPTER, is_trainable=False)
         self.value_head = self.critic.attach(self.model, self.policy_settings.adapter, device)
+        disable_lora_dropout(self.model)  # on-policy updates: eval-mode rollouts == train-mode updates
         self.model.set_adapter("default")
         self.model.train()
 
