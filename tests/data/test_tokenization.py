@@ -2,7 +2,7 @@
 
 from tl_lightning.constants import IGNORE_INDEX
 from tl_lightning.data.mae import MAESettings, apply_mae
-from tl_lightning.data.tokenization import encode_rendered
+from tl_lightning.data.tokenization import encode_rendered, tokenize_rendered
 from tl_lightning.data.weighting import PKTWeighting
 from tl_lightning.format.render import PaperFormat
 from tl_lightning.format.schema import Conversation, Message, ToolCall, ToolSpec
@@ -40,3 +40,39 @@ def test_token_by_token_labels_with_erroneous_middle_turn(tokenizer):
     assert w > 1 and all(wt == (w if k else 1.0) for _, wt, k in first_turn)
     finish_turn = trained[len(first_turn):]
     assert [k for _, _, k in finish_turn] == [True] + [False] * (len(finish_turn) - 1)  # finish: only its first token
+
+
+def _three_turns():
+    tools = (ToolSpec("get_weather"), ToolSpec("finish"))
+    return Conversation("t3", tools, (
+        Message("user", "weather in Paris?"),
+        Message("assistant", calls=(ToolCall("get_weather", {"city": "Paris"}),)),
+        Message("tool", '{"temp": 21}'),
+        Message("assistant", calls=(ToolCall("finish", {"answer": "It is 21 degrees in Paris."}),)),
+    ))
+
+
+def test_truncation_never_trains_half_a_turn(tokenizer):
+    conv = _three_turns()
+    rendered = PaperFormat(tokenizer.eos_token).render(conv)
+    full = encode_rendered(rendered, tokenizer, conv.tool_names)
+    second = [s for s in rendered.segments if s.trainable][1]
+    offsets = tokenize_rendered(rendered, tokenizer, offsets=True)["offset_mapping"]
+    inside = [i for i, (a, b) in enumerate(offsets) if a >= second.start and b <= second.end and b > a]
+    cut = inside[len(inside) // 2]  # the limit falls inside the last call
+    enc = encode_rendered(rendered, tokenizer, conv.tool_names, max_length=cut)
+    assert enc.truncated and enc.dropped_turns == 1 and len(enc.input_ids) == cut
+    trained = [i for i, lab in enumerate(enc.labels) if lab != IGNORE_INDEX]
+    first_turn = [i for i, lab in enumerate(full.labels) if lab != IGNORE_INDEX and i < inside[0]]
+    assert trained == first_turn  # the whole first turn, nothing of the cut one (before: its first half was trained)
+    assert full.dropped_turns == 0 and not full.truncated
+
+
+def test_per_turn_normalisation_gives_each_turn_weight_one(tokenizer):
+    conv = _three_turns()
+    rendered = PaperFormat(tokenizer.eos_token).render(conv)
+    enc = encode_rendered(rendered, tokenizer, conv.tool_names, weighting=PKTWeighting(), per_turn=True)
+    offsets = tokenize_rendered(rendered, tokenizer, offsets=True)["offset_mapping"]
+    for seg in (s for s in rendered.segments if s.trainable):
+        turn = [enc.weights[i] for i, (a, b) in enumerate(offsets) if a >= seg.start and b <= seg.end and b > a]
+        assert abs(sum(turn) - 1.0) < 1e-5 and max(turn) > min(turn)  # PKT still up-weights key tokens within it

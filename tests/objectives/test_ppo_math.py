@@ -91,3 +91,17 @@ def test_whiten_invariants(seed, b, t):
     torch.testing.assert_close(whiten(x2, mask), w)
     assert masked_mean(whiten(x, mask, keep_mean=True), mask).item() == pytest.approx(masked_mean(x, mask).item(),
                                                                                       abs=1e-4)
+
+
+def test_actor_and_critic_gradients_are_clipped_separately():
+    from tl_lightning.systems.ppo_rollout import clip_each_group
+
+    actor, critic = torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(2))
+    actor.grad, critic.grad = torch.tensor([0.3, 0.4]), torch.tensor([60.0, 80.0])  # norms 0.5 and 100
+    norms = clip_each_group([{"params": [actor]}, {"params": [critic]}], max_norm=1.0)
+    assert norms == pytest.approx([0.5, 100.0])
+    torch.testing.assert_close(actor.grad, torch.tensor([0.3, 0.4]))  # one shared norm would have scaled it by 1/100
+    torch.testing.assert_close(critic.grad, torch.tensor([0.6, 0.8]))
+    actor.grad, critic.grad = torch.tensor([0.3, 0.4]), torch.tensor([60.0, 80.0])
+    torch.nn.utils.clip_grad_norm_([actor, critic], 1.0)  # what the PPO step did before: one norm for both
+    assert actor.grad.norm() < 0.01

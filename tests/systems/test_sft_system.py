@@ -54,3 +54,27 @@ def test_sft_trains_lora_only_and_adapter_reloads(tiny_checkpoint, tmp_path):
     with torch.no_grad():
         logits2 = reloaded(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     torch.testing.assert_close(logits2, logits)
+
+
+def _final_lora(ckpt, root, batch_size, accumulate):
+    import functools
+
+    L.seed_everything(0)
+    system = SFTSystem(ModelSettings(checkpoint=ckpt, quantization="nf4", compute_dtype="float32",
+                                     lora=LoraSettings(r=4, alpha=8, dropout=0.0)),
+                       optimizer=functools.partial(torch.optim.SGD, lr=1.0), lr_scheduler=CONSTANT)  # SGD: scale-exact
+    dm = ToolSFTDataModule(tokenizer=ckpt, train=DataSource(size=8), val=DataSource(split="val", size=2),
+                           max_length=900, batch_size=batch_size, shuffle=False, group_by_length=False)
+    L.Trainer(accelerator="cpu", max_steps=2, accumulate_grad_batches=accumulate, logger=False, limit_val_batches=0,
+              enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
+              default_root_dir=root).fit(system, dm)
+    return {n: p.detach().clone() for n, p in system.model.named_parameters() if p.requires_grad}
+
+
+def test_gradient_accumulation_normalises_over_the_whole_step(tiny_checkpoint, tmp_path):
+    """Batch 4 in one micro-batch == batch 2 accumulated twice: Σ w·CE / Σ w over the step's micro-batches, not the
+    mean of per-micro-batch means (which weights a short micro-batch's tokens more)."""
+    whole = _final_lora(tiny_checkpoint, tmp_path / "a", batch_size=4, accumulate=1)
+    split = _final_lora(tiny_checkpoint, tmp_path / "b", batch_size=2, accumulate=2)
+    for n in whole:
+        torch.testing.assert_close(split[n], whole[n], rtol=1e-4, atol=1e-6)

@@ -33,6 +33,12 @@ from tl_lightning.format.schema import Conversation
 log = logging.getLogger(__name__)
 
 
+def turns_followed_by_user(conv: Conversation) -> frozenset[int]:
+    """Assistant message indices whose next message is a user message (the paper code does not train them)."""
+    msgs = conv.messages
+    return frozenset(i for i, m in enumerate(msgs[:-1]) if m.role == "assistant" and msgs[i + 1].role == "user")
+
+
 class ToolSFTDataModule(ToolDataModule):
     """Tool-use SFT data with MAE masks and PKT weights.
 
@@ -43,7 +49,8 @@ class ToolSFTDataModule(ToolDataModule):
         prompt_format: "paper" (TL-Training CodeLLaMA format) or "chat_template" (the tokenizer's template).
         mae: MAE settings (error detector, mask mode).
         weighting: token weighting of trained turns: `PKTWeighting` (the paper) or `UniformWeighting` (plain CE).
-        max_length: tokens per sequence (right truncation; sequences left with no trained token are skipped).
+        max_length: tokens per sequence. Longer sequences are cut; a trained turn that does not fit whole is not
+            trained (never half a call); truncated conversations and dropped turns are counted in data_stats.json.
         batch_size: sequences per batch.
         num_workers: DataLoader workers.
         cache_dir: HF datasets cache for file sources (default: the HF cache).
@@ -58,6 +65,11 @@ class ToolSFTDataModule(ToolDataModule):
             mask is dense (see the README's Performance section for the CPU measurement).
         val_generation: at each validation, the system greedily decodes this many validation step prompts and logs
             TS / PI / CF and error-category rates (`val/ts`, `val/rate/<category>`); 0 turns it off.
+        normalization: "token": the loss is Σ w·CE / Σ w over every trained token of an optimizer step (all
+            micro-batches, all ranks); "turn": each trained turn's weighted mean CE counts once (the paper code, which
+            trains one copy per turn). See Note [weight normalisation] in objectives/weighted_ce.py.
+        trained_turns: "all": every assistant turn MAE keeps; "paper": only turns followed by a tool output or ending
+            the conversation (the paper code drops a turn that a user message follows).
     """
 
     def __init__(self, tokenizer: str = "codellama/CodeLlama-7b-hf", train: DataSource = DataSource(),
@@ -65,7 +77,8 @@ class ToolSFTDataModule(ToolDataModule):
                  mae: MAESettings = MAESettings(), weighting: TokenWeighting = PKTWeighting(), max_length: int = 2048,
                  batch_size: int = 4, num_workers: int = 0, cache_dir: str | None = None, shuffle: bool = True,
                  shuffle_seed: int = 0, group_by_length: bool = True, packing: bool = False,
-                 val_generation: int = 0) -> None:
+                 val_generation: int = 0, normalization: Literal["token", "turn"] = "token",
+                 trained_turns: Literal["all", "paper"] = "all") -> None:
         super().__init__()
         self.save_hyperparameters()
         self.train_source = as_dataclass(DataSource, train)
@@ -99,22 +112,30 @@ class ToolSFTDataModule(ToolDataModule):
         kept, blocked = apply_mae(conv, self.mae, counts)
         if kept is None:
             return None, None, blocked
+        if self.hparams.trained_turns == "paper":
+            before_user = turns_followed_by_user(kept) - blocked
+            if counts is not None:
+                counts["untrained_turn_before_user"] += len(before_user)
+            blocked = blocked | before_user
         rendered = self.renderer().render(kept)
         if check and check_prefix(rendered, self.tok):
             raise DataError(f"{conv.id}: the prompt does not tokenize as a prefix of the full sequence with this "
                             "tokenizer and prompt_format; generation would see other tokens than training")
-        enc = encode_rendered(rendered, self.tok, kept.tool_names, blocked, self.weighting, self.hparams.max_length)
+        enc = encode_rendered(rendered, self.tok, kept.tool_names, blocked, self.weighting, self.hparams.max_length,
+                              per_turn=self.hparams.normalization == "turn")
         return enc, rendered, blocked
 
     def encode_source(self, source: DataSource) -> tuple[list[dict], dict]:
         convs, report = source.load(self.hparams.cache_dir)
         counts: Counter = Counter()
         examples, tokens, trained, blocked = [], 0, 0, 0
+        truncation: Counter = Counter()
         for i, conv in enumerate(convs):
             enc, _, _ = self.encode_conversation(conv, counts, check=i < 8)  # prefix guard on the first examples
             if enc is None:
                 continue
             blocked += enc.n_blocked
+            truncation.update(truncated_conversations=int(enc.truncated), dropped_turns=enc.dropped_turns)
             if enc.n_trainable == 0:
                 counts["skipped_no_trainable_token"] += 1
                 continue
@@ -123,9 +144,15 @@ class ToolSFTDataModule(ToolDataModule):
             examples.append({k: getattr(enc, k) for k in ("input_ids", "labels", "weights", "key_mask")})
         stats = {"source": asdict(source), "conversations": len(convs), "examples": len(examples),
                  "load_skipped": dict(report.skipped), "mae": dict(counts), "tokens": tokens,
-                 "trained_tokens": trained, "blocked_tokens": blocked}
+                 "trained_tokens": trained, "blocked_tokens": blocked,
+                 "truncated_conversations": truncation["truncated_conversations"],
+                 "dropped_turns": truncation["dropped_turns"]}
         log.info("%s: %d examples, %d tokens (%d trained, %d blocked by MAE); MAE categories %s", source.split,
                  len(examples), tokens, trained, blocked, dict(counts))
+        if truncation["truncated_conversations"]:
+            log.warning("%s: %d conversations longer than max_length=%d were cut; %d trained turns that did not fit "
+                        "were dropped", source.split, truncation["truncated_conversations"], self.hparams.max_length,
+                        truncation["dropped_turns"])
         if not examples:
             raise DataError(f"no trainable example in {source.format} {source.path or source.split}")
         return examples, stats

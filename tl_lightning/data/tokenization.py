@@ -27,6 +27,10 @@ class Encoded:
     key_mask: list[bool]
     n_trainable: int
     n_blocked: int
+    dropped_turns: int = 0
+    """Trained turns that did not fit in `max_length` (their labels are dropped: never half a call)."""
+    truncated: bool = False
+    """Whether the sequence was cut at `max_length`."""
 
 
 def tokenize_rendered(rendered: Rendered, tokenizer, offsets: bool = False) -> dict:
@@ -41,28 +45,31 @@ def prompt_token_ids(prompts: list[Conversation], renderer: Renderer, tokenizer)
 
 
 def encode_rendered(rendered: Rendered, tokenizer, candidate_names: tuple[str, ...],
-                    blocked: frozenset[int] = frozenset(),
-                    weighting: TokenWeighting = UniformWeighting(), max_length: int | None = None) -> Encoded:
+                    blocked: frozenset[int] = frozenset(), weighting: TokenWeighting = UniformWeighting(),
+                    max_length: int | None = None, per_turn: bool = False) -> Encoded:
     """Tokenize `rendered.text` once and derive labels/weights from its segments.
 
     Args:
         rendered: text + segments from a renderer.
         tokenizer: HF tokenizer with offset mapping (a "fast"/tokenizers-backed one).
         candidate_names: tool names offered in the conversation (PKT divergence candidates).
-        blocked: assistant message indices MAE blocks from the loss (kept in the input).
+        blocked: assistant message indices not trained (MAE blocks, untrained turns); kept in the input.
         weighting: which trained tokens are up-weighted (PKT) or none (uniform).
-        max_length: keep the first `max_length` tokens (right truncation, as the paper code).
+        max_length: keep the first `max_length` tokens. A trained turn that does not fit whole loses its labels
+            (counted in `dropped_turns`), so no step ever trains on half a call.
+        per_turn: scale each turn's weights to sum to 1 (Note [weight normalisation] in objectives/weighted_ce.py:
+            the paper code's per-turn mean), instead of one weight per token.
     """
     enc = tokenize_rendered(rendered, tokenizer, offsets=True)
-    ids = list(enc["input_ids"])
+    ids = np.asarray(enc["input_ids"], dtype=np.int64)
     offsets = np.asarray(enc["offset_mapping"], dtype=np.int64).reshape(-1, 2)
     starts, ends = offsets[:, 0], offsets[:, 1]
     real = ends > starts  # special tokens added by the tokenizer have empty offsets
-    id_array = np.asarray(ids, dtype=np.int64)
+    limit = len(ids) if max_length is None else min(len(ids), max_length)
     labels = np.full(len(ids), IGNORE_INDEX, dtype=np.int64)
     weights = np.zeros(len(ids), dtype=np.float32)
     key_mask = np.zeros(len(ids), dtype=bool)
-    n_blocked = 0
+    n_blocked = dropped = 0
     for seg in rendered.segments:
         if not seg.trainable:
             continue
@@ -70,15 +77,19 @@ def encode_rendered(rendered: Rendered, tokenizer, candidate_names: tuple[str, .
         if seg.message_index in blocked:
             n_blocked += int(inside.sum())
             continue
-        labels[inside] = id_array[inside]
+        if inside.any() and np.nonzero(inside)[0][-1] >= limit:  # the turn (or its stop token) is cut off
+            dropped += 1
+            continue
+        labels[inside] = ids[inside]
         weights[inside] = 1.0
-        key, w = weighting.key_tokens(rendered.text, seg, id_array, starts, ends, inside, tokenizer, candidate_names)
+        key, w = weighting.key_tokens(rendered.text, seg, ids, starts, ends, inside, tokenizer, candidate_names)
         weights[key] = w
         key_mask[key] = True
-    if max_length is not None and len(ids) > max_length:
-        ids, labels, weights, key_mask = (x[:max_length] for x in (ids, labels, weights, key_mask))
-    return Encoded(ids, labels.tolist(), weights.tolist(), key_mask.tolist(), int((labels != IGNORE_INDEX).sum()),
-                   n_blocked)
+        if per_turn and inside.any():
+            weights[inside] /= weights[inside].sum()
+    labels, weights, key_mask = labels[:limit], weights[:limit], key_mask[:limit]
+    return Encoded(ids[:limit].tolist(), labels.tolist(), weights.tolist(), key_mask.tolist(),
+                   int((labels != IGNORE_INDEX).sum()), n_blocked, dropped, limit < len(ids))
 
 
 def check_prefix(rendered: Rendered, tokenizer) -> list[int]:

@@ -1,9 +1,15 @@
 """Weighted-token cross-entropy (PKT's objective, paper.md §4): loss = Σ w·CE / Σ w over labelled tokens.
 
 Note [label shift]: `labels` and `weights` are aligned with `input_ids` (unshifted); this function shifts once,
-so position t's logits predict token t+1. Note [weight normalisation]: the sum of weights over the whole batch
-is the denominator (the paper code normalises per sample with batch size 1; for a batch this is the natural
-generalisation, and with all weights 1 it equals token-mean cross-entropy).
+so position t's logits predict token t+1.
+
+Note [weight normalisation]: the denominator is Σ w over every trained token of an *optimizer step*: all
+micro-batches of gradient accumulation and all data-parallel ranks, so the step's gradient does not depend on how
+the step's examples are split into micro-batches or processes. The system returns Σ w·CE per micro-batch
+(`weighted_ce_sums`) and divides the accumulated gradient by the step's Σ w just before the optimizer step
+(`SFTSystem.on_before_optimizer_step`). With all weights 1 this is token-mean cross-entropy over the step. The
+paper code (batch size 1, one copy per turn) normalises per turn instead: `normalization: turn` in the datamodule
+scales each turn's weights to sum to 1, which makes the same denominator the number of trained turns.
 """
 
 from __future__ import annotations
@@ -36,6 +42,15 @@ def label_weights(labels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     return weights[:, 1:].float() * (labels[:, 1:] != IGNORE_INDEX)
 
 
+def weighted_ce_sums(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(Σ w·CE, Σ w) over positions whose label is not IGNORE_INDEX: the numerator (with its graph) and the
+    denominator of the weighted loss, for normalising over several micro-batches (Note [weight normalisation])."""
+    ce = token_cross_entropy(logits, labels)
+    w = label_weights(labels, weights).to(ce.dtype)
+    return (ce * w).sum(), w.sum().detach()
+
+
 def weighted_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor,
                            normalizer: torch.Tensor | None = None) -> torch.Tensor:
     """Σ w·CE / Σ w over positions whose label is not IGNORE_INDEX.
@@ -51,7 +66,6 @@ def weighted_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, weights: 
     Returns:
         Scalar loss (0 with no labelled token, keeping the graph connected).
     """
-    ce = token_cross_entropy(logits, labels)
-    w = label_weights(labels, weights).to(ce.dtype)
-    denom = w.sum() if normalizer is None else normalizer.to(ce.dtype)
-    return (ce * w).sum() / denom.clamp_min(1e-8)
+    total, w_sum = weighted_ce_sums(logits, labels, weights)
+    denom = w_sum if normalizer is None else normalizer.to(total.dtype)
+    return total / denom.clamp_min(1e-8)

@@ -37,7 +37,14 @@ from tl_lightning.objectives.kl import FixedKLController, KLController, kl_estim
 from tl_lightning.objectives.ppo import clipped_policy_loss
 from tl_lightning.rewards.reward import RewardTable
 from tl_lightning.systems.critics import Critic, SharedCritic, ValueHead
-from tl_lightning.systems.ppo_rollout import PPOSettings, Rollout, build_rollout, entropy_from_logits, response_logprobs
+from tl_lightning.systems.ppo_rollout import (
+    PPOSettings,
+    Rollout,
+    build_rollout,
+    clip_each_group,
+    entropy_from_logits,
+    response_logprobs,
+)
 from tl_lightning.systems.schedules import WarmupConstant, build_schedule
 
 REFERENCE_ADAPTER = "reference"
@@ -251,10 +258,11 @@ class PPOSystem(L.LightningModule):
         entropy = masked_mean(entropy_from_logits(out.logits.detach(), mb.prompt_length), mask)
         vf_loss, vf_clipfrac = self.critic.backward(self.value_head, self.manual_backward, self._forward, mb, out,
                                                     pg_loss, old_values, returns, mask)
-        self.clip_gradients(opt, gradient_clip_val=self.ppo.max_grad_norm, gradient_clip_algorithm="norm")
+        actor_norm, critic_norm = clip_each_group(opt.param_groups, self.ppo.max_grad_norm)
         opt.step()
         return {"policy_loss": pg_loss.item(), "value_loss": vf_loss.item(), "clipfrac": clipfrac.item(),
-                "approx_kl": approx_kl.item(), "entropy": entropy.item(), "value_clipfrac": vf_clipfrac.item()}
+                "approx_kl": approx_kl.item(), "entropy": entropy.item(), "value_clipfrac": vf_clipfrac.item(),
+                "actor_grad_norm": actor_norm, "critic_grad_norm": critic_norm}
 
     def _log_iteration(self, scores, categories, rollout: Rollout, seq_kl, values, returns, mask, stats, times) -> None:
         var_r = masked_var(returns, mask)

@@ -1,4 +1,4 @@
-"""PPO rollout pieces: the `Rollout` record, the PPO settings, sequence assembly and token log-probs."""
+"""PPO pieces: the `Rollout` record, the PPO settings, sequence assembly, token log-probs, per-group clipping."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ class PPOSettings:
     no_stop_penalty: float | None = None
     """If set, the score of a response that never emits EOS (hits max_new_tokens) is replaced by this value."""
     max_grad_norm: float = 1.0
-    """Gradient clipping (norm)."""
+    """Gradient-norm clip, applied to the actor's and the critic's parameters separately (as the paper code)."""
 
 
 def build_rollout(prompt_ids: list[list[int]], responses: list[list[int]], pad_id: int, eos_id: int,
@@ -74,3 +74,14 @@ def response_logprobs(logits: torch.Tensor, sequences: torch.Tensor, prompt_leng
 def entropy_from_logits(logits: torch.Tensor, prompt_length: int) -> torch.Tensor:
     logp = F.log_softmax(logits[:, prompt_length - 1: -1].float(), -1)
     return -(logp.exp() * logp).sum(-1)
+
+
+def clip_each_group(param_groups: list[dict], max_norm: float) -> list[float]:
+    """Clip the gradient norm of each optimizer parameter group separately (actor and critic, as the paper code's
+    two optimizers do): a large value-loss gradient must not shrink the policy's update. Returns the norms before
+    clipping, one per group (0 for a group without gradients)."""
+    norms = []
+    for group in param_groups:
+        params = [p for p in group["params"] if p.grad is not None]
+        norms.append(float(torch.nn.utils.clip_grad_norm_(params, max_norm)) if params else 0.0)
+    return norms

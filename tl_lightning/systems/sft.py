@@ -20,7 +20,7 @@ from tl_lightning.evaluation.predict import predict_batch
 from tl_lightning.metrics.tool_call import ToolCallMetrics
 from tl_lightning.models.generation import GenerationSettings
 from tl_lightning.models.loading import ModelSettings, load_policy, prepare_checkpoint
-from tl_lightning.objectives.weighted_ce import label_weights, token_cross_entropy, weighted_cross_entropy
+from tl_lightning.objectives.weighted_ce import token_cross_entropy, weighted_ce_sums
 from tl_lightning.systems.schedules import WarmupCosine, build_schedule
 
 
@@ -49,6 +49,7 @@ class SFTSystem(L.LightningModule):
         self.optimizer_factory, self.scheduler_factory = optimizer, lr_scheduler
         self.model = None
         self.tokenizer = None
+        self._step_weight: torch.Tensor | None = None  # Σ w of the micro-batches accumulated for the next step
         self._t_last: float | None = None
         self.strict_loading = False  # checkpoints hold the adapter only (see on_save_checkpoint)
 
@@ -77,17 +78,10 @@ class SFTSystem(L.LightningModule):
             return self.model(input_ids=input_ids, position_ids=position_ids, use_cache=False).logits
         return self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
 
-    def _weight_normalizer(self, batch: dict) -> torch.Tensor | None:
-        """Mean Σw over data-parallel ranks (None on one process): the global Σ w·CE / Σ w under DDP."""
-        if self._trainer is None or self.trainer.world_size <= 1:
-            return None
-        local = label_weights(batch["labels"], batch["weights"]).sum()
-        return self.all_gather(local.detach()).float().mean()
-
     def _losses(self, batch: dict) -> dict[str, torch.Tensor]:
         logits = self(batch["input_ids"], batch["attention_mask"], batch.get("position_ids"))
         labels = batch["labels"]
-        weighted = weighted_cross_entropy(logits, labels, batch["weights"], self._weight_normalizer(batch))
+        weighted_sum, weight_total = weighted_ce_sums(logits, labels, batch["weights"])
         with torch.no_grad():
             ce = token_cross_entropy(logits, labels)
             trained = labels[:, 1:] != IGNORE_INDEX
@@ -96,20 +90,42 @@ class SFTSystem(L.LightningModule):
             key = batch["key_mask"][:, 1:] & trained
             key_acc = (correct & key).sum() / key.sum().clamp_min(1)
             acc = correct.sum() / trained.sum().clamp_min(1)
-        return {"weighted_loss": weighted, "loss": plain, "key_token_acc": key_acc, "token_acc": acc,
+        return {"weighted_loss": weighted_sum / weight_total.clamp_min(1e-8), "weighted_sum": weighted_sum,
+                "weight_total": weight_total, "loss": plain, "key_token_acc": key_acc, "token_acc": acc,
                 "trained_tokens": trained.sum()}
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         out = self._losses(batch)
         bs = batch["input_ids"].size(0)
-        for k in ("loss", "weighted_loss", "key_token_acc", "token_acc"):
-            # weighted_loss synced over ranks: the mean of Σ_r w·CE / mean(Σw) is the global Σ w·CE / Σ w
-            self.log(f"train/{k}", out[k], prog_bar=k == "loss", batch_size=bs, sync_dist=k == "weighted_loss")
+        self._step_weight = out["weight_total"] + (self._step_weight if self._step_weight is not None else 0.0)
+        sums = self._global_sum(torch.stack([out["weighted_sum"].detach(), out["weight_total"]]))
+        self.log("train/weighted_loss", sums[0] / sums[1].clamp_min(1e-8), batch_size=bs)  # this micro-batch, all ranks
+        for k in ("loss", "key_token_acc", "token_acc"):
+            self.log(f"train/{k}", out[k], prog_bar=k == "loss", batch_size=bs)
         now = time.perf_counter()
         if self._t_last is not None:
             self.log("train/tokens_per_s", batch["attention_mask"].sum().float() / (now - self._t_last), batch_size=bs)
         self._t_last = now
-        return out["weighted_loss"]
+        # Σ w·CE, not a mean: the step's Σ w normalises the accumulated gradient (Note [weight normalisation])
+        return out["weighted_sum"]
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        """Divide the step's accumulated gradient by the step's Σ w (all micro-batches, all ranks), undoing
+        Lightning's 1/accumulate_grad_batches and DDP's 1/world averaging (Note [weight normalisation])."""
+        if self._step_weight is None:
+            return
+        scale = self.trainer.accumulate_grad_batches * self.trainer.world_size / \
+            self._global_sum(self._step_weight).clamp_min(1e-8)
+        for group in optimizer.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.grad.mul_(scale.to(p.grad.dtype))
+        self._step_weight = None
+
+    def _global_sum(self, x: torch.Tensor) -> torch.Tensor:
+        if self._trainer is None or self.trainer.world_size <= 1:
+            return x
+        return self.trainer.strategy.reduce(x.float(), reduce_op="sum")
 
     def validation_step(self, batch: dict | PromptBatch, batch_idx: int, dataloader_idx: int = 0) -> None:
         if isinstance(batch, PromptBatch):  # step prompts: decode greedily and score
