@@ -195,3 +195,29 @@ def test_classify_is_total_and_deterministic(text):
     a, b = classify(text, G, TOOLS), classify(text, G, TOOLS)
     assert a.category in CATEGORIES and a == b
     assert torch.isfinite(torch.tensor(RewardTable()(a.category)))
+
+
+@pytest.mark.parametrize("prediction, gold, lenient, paper", [
+    # a right call followed by prose: the whole output is not a call, but its first call is right
+    (f"search_flights({BASE})\nI searched the flights for you.", G, "format_error", "correct"),
+    # two calls where one is asked: the paper reads the first only
+    (f"search_flights({BASE})\nfinish(answer='x')", G, "wrong_count", "correct"),
+    # values: lenient normalises case, whitespace and numeric strings; the paper compares them as given
+    ("search_flights(origin='paris', destination='Oslo', date='2025-01-02')", G, "correct", "content_filling"),
+    (f"search_flights({BASE}, passengers='2')", G_PAX, "correct", "content_filling"),
+    (f"search_flights({BASE}, passengers=2.0)", G_PAX, "correct", "correct"),  # 2.0 == 2 numerically in both
+    # free-text tools: lenient does not compare their content (RoTBench), the paper's reward does
+    ("finish(answer='wrong answer')", [(GoldCall.from_call(ToolCall("finish", {"answer": "Oslo"})),)], "correct",
+     "content_filling"),
+])
+def test_paper_convention_reads_the_first_call_and_compares_values_as_given(prediction, gold, lenient, paper):
+    assert classify(prediction, gold, TOOLS).category == lenient
+    assert classify(prediction, gold, TOOLS, convention="paper").category == paper
+    assert tool_call_rewards([prediction], [gold], [TOOLS])[0] == RewardTable()(paper)  # the reward's default
+
+
+def test_paper_convention_scores_every_rotbench_gold_as_correct():
+    convs = _rotbench("clean")
+    for c in convs:
+        text = join_rendered(render_calls(c.gold[0])) + "\nThat is my answer."
+        assert classify(text, golds_for(c), c.tools, convention="paper").category == "correct", c.id

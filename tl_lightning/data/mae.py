@@ -16,6 +16,7 @@ Detectors (components chosen in YAML as `data.init_args.mae.detector`) map a too
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 from abc import ABC, abstractmethod
@@ -67,26 +68,42 @@ class ReferenceDetector(ErrorDetector):
         return OK
 
 
-_PY_ERRORS = [
-    (re.compile(r"name '[^']+' is not defined"), "tool_hallucination"),
+_TEXT_ERRORS = [
+    (re.compile(r"name '[^']+' is not defined|\bname [A-Za-z_][\w.]* is not defined"), "tool_hallucination"),
     (re.compile(r"missing \d+ required (?:positional|keyword-only) arguments?"), "missing_parameter"),
     (re.compile(r"got an unexpected keyword argument"), "unexpected_parameter"),
     (re.compile(r"\b(?:positional argument|takes \d+ positional)"), "parameter_error"),
     (re.compile(r"\b(?:[4-5]\d\d) (?:Client|Server) Error\b|\bHTTP(?:Error)?\s*[4-5]\d\d\b"
-                r"|status(?: code)?[:= ]+[4-5]\d\d\b", re.I), "http_error"),
+                r"|status(?: code)?[:= ]+[4-5]\d\d\b|<title>\s*(?:Forbidden|Unauthorized|Not Found|Bad Request)\b"
+                r"|\bconnection ?error\b|\bread timed out\b", re.I), "http_error"),
+    (re.compile(r"\binvalid api call\b|\bresponse error\b|\binvalid url\b|\bno scheme supplied\b", re.I), "api_error"),
     (re.compile(r"\bnot supported\b", re.I), "not_supported"),
     (re.compile(r"^(?:Traceback \(most recent call last\)|[A-Z]\w*(?:Error|Exception)\b:)", re.M), "exception"),
+    (re.compile(r"^\s*(?:error|exception)\s*:", re.I | re.M), "error_line"),  # "Error: city not found"
     # Python exception messages printed without their class (seen in RoTBench / ToolEyes tool outputs)
     (re.compile(r"slice indices must be integers|is not JSON serializable|object is not subscriptable|"
                 r"object has no attribute|unsupported operand type|invalid literal for int\(\)|"
-                r"list index out of range|division by zero|object is not callable"), "exception"),
+                r"list index out of range|division by zero|object is not callable|can't multiply sequence|"
+                r"referenced before assignment|unsupported type for|not supported between instances|"
+                r"^/bin/(?:ba)?sh: ", re.M), "exception"),
     (re.compile(r"\A\s*'[A-Za-z_][\w.-]*'\s*\Z"), "key_error"),  # str(KeyError('related_searches'))
+    (re.compile(r"\bexceeded the rate limit\b|\brate limit exceeded\b|\btry again\b|\A\s*not found\s*\Z", re.I),
+     "api_error"),
 ]
+"""Checked on plain-text outputs, and on the message of a reply that is only a message (never on data values)."""
+_MESSAGE_ERRORS = re.compile(r"\bmust be an? \w+|\bunrecognized\b|\bunknown \w+|\bdoes not exist\b|\bnot found\b|"
+                             r"\binvalid\b|\bexceeded\b|\bdenied\b|\bnot authori[sz]ed\b|\bunauthori[sz]ed\b", re.I)
+"""Further phrases that signal a failed call when they are the whole reply (`{"message": "unknown service x"}`)."""
 _ERROR_KEYS = ("error", "Error", "errors", "error_message", "errorMessage")
+_MESSAGE_KEYS = {"message", "Message", "msg", "detail", "Note", "note", "text", "type"}
+_FAILED_STATUS = {"error", "fail", "failed", "failure"}
+_TRUNCATED_ERROR_FIELD = re.compile(r'\A\{\s*"error"\s*:\s*"([^"]+)"')  # ToolBench cuts replies at 1,024 chars
+MAX_STRUCTURED_CHARS = 200_000
+"""Longer replies are not parsed as JSON / Python literals (bounded time); text patterns still apply."""
 
 
 def _json_error(obj, depth: int = 0) -> Detection | None:
-    """A non-empty error field or a 4xx/5xx status anywhere in the first levels of a JSON reply."""
+    """A non-empty error field, a 4xx/5xx or failure status, or `success: false` in the first levels of a reply."""
     if depth > 3:
         return None
     if isinstance(obj, list):
@@ -103,32 +120,74 @@ def _json_error(obj, depth: int = 0) -> Detection | None:
             status = int(status)
         if isinstance(status, int) and not isinstance(status, bool) and 400 <= status < 600:
             return Detection(True, "http_error", f"{key} {status}")
+        if isinstance(status, str) and status.strip().lower() in _FAILED_STATUS:
+            return Detection(True, "error_field", f"{key}: {status}")
+    if obj.get("success") is False:
+        return Detection(True, "error_field", "success: false")
     return next((d for d in (_json_error(v, depth + 1) for v in obj.values() if isinstance(v, (dict, list))) if d),
                 None)
 
 
+def _parse_reply(text: str):
+    """A reply as JSON, else as a Python literal (`str(dict)` replies, ToolBench); None when it is neither."""
+    if text[:1] not in "{[" or len(text) > MAX_STRUCTURED_CHARS:
+        return None
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
+        pass
+    try:
+        return ast.literal_eval(text)  # literals only: never evaluates code
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return None
+
+
+def _text_error(text: str) -> Detection | None:
+    for pattern, category in _TEXT_ERRORS:
+        m = pattern.search(text)
+        if m:
+            return Detection(True, category, m.group(0)[:120])
+    return None
+
+
+def _message_only(obj: dict) -> str | None:
+    """The text of a reply that holds nothing but a message (a notice or an error, not data)."""
+    if not obj or not set(obj) <= _MESSAGE_KEYS:
+        return None
+    return " ".join(v if isinstance(v, str) else json.dumps(v, default=str) for v in obj.values())
+
+
 @dataclass(frozen=True)
 class StructuredDetector(ErrorDetector):
-    """Error field / exception / HTTP-status based detection (see module doc)."""
+    """Error field / exception / HTTP-status based detection (see module doc).
 
-    def __call__(self, output: str) -> Detection:
+    A JSON or Python-literal reply is judged by its structure (error fields, failure statuses); its data values
+    are never searched for words, so a result that merely mentions "error" is not an error. The text patterns
+    apply to plain-text replies, to a reply that is only a message, and to ToolBench's wrapped `response` text.
+    """
+
+    def __call__(self, output: str, _depth: int = 0) -> Detection:
         text = output.strip()
-        if text[:1] in "{[":
-            try:
-                obj = json.loads(text)
-            except (json.JSONDecodeError, RecursionError):
-                obj = None
-            hit = _json_error(obj)
-            if hit:
-                return hit
-            if isinstance(obj, dict):
-                text = str(obj.get("response", ""))  # ToolBench wraps API replies as {"error", "response"}
-            elif obj is not None:
-                return OK
-        for pattern, category in _PY_ERRORS:
-            m = pattern.search(text)
-            if m:
-                return Detection(True, category, m.group(0)[:120])
+        obj = _parse_reply(text)
+        if obj is None:
+            truncated = _TRUNCATED_ERROR_FIELD.match(text)
+            if truncated:
+                return Detection(True, "error_field", f"error: {truncated.group(1)[:120]}")
+            return _text_error(text) or OK
+        hit = _json_error(obj)
+        if hit:
+            return hit
+        if not isinstance(obj, dict):
+            return OK
+        inner = obj.get("response")
+        if isinstance(inner, str) and set(obj) <= {"error", "response"} and _depth == 0:
+            return self(inner, 1) if inner.strip() else OK  # ToolBench wraps API replies as {"error", "response"}
+        message = _message_only(obj)
+        if message is not None:
+            hit = _text_error(message)
+            if hit or not _MESSAGE_ERRORS.search(message):
+                return hit or OK
+            return Detection(True, "api_error", _MESSAGE_ERRORS.search(message).group(0))
         return OK
 
 

@@ -9,11 +9,12 @@ from dataclasses import dataclass
 from tl_lightning.data.batches import PromptBatch
 from tl_lightning.data.tokenization import prompt_token_ids
 from tl_lightning.format.call_format import ParseResult, parse_calls
+from tl_lightning.format.first_call import parse_first_call
 from tl_lightning.format.render import Renderer
 from tl_lightning.format.schema import Conversation
 from tl_lightning.format.tools import FREE_TEXT_TOOLS, free_text_tools_of
 from tl_lightning.models.generation import GenerationSettings, generate_responses
-from tl_lightning.rewards.taxonomy import Classification, classify, golds_for
+from tl_lightning.rewards.taxonomy import Classification, Convention, classify, golds_for
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +32,11 @@ class Prediction:
     group: str = ""
 
 
-def classify_response(text: str, conv: Conversation, free_text_tools: frozenset[str] = FREE_TEXT_TOOLS
-                      ) -> tuple[ParseResult, Classification]:
+def classify_response(text: str, conv: Conversation, free_text_tools: frozenset[str] = FREE_TEXT_TOOLS,
+                      convention: Convention = "lenient") -> tuple[ParseResult, Classification]:
     """Parse a response and classify it against the step prompt's gold (the prompt's own free-text tools win)."""
-    parsed = parse_calls(text)
-    return parsed, classify(parsed, golds_for(conv), conv.tools, free_text_tools_of(conv, free_text_tools))
+    parsed = parse_calls(text) if convention == "lenient" else parse_first_call(text)
+    return parsed, classify(parsed, golds_for(conv), conv.tools, free_text_tools_of(conv, free_text_tools), convention)
 
 
 def predict_batch(model, tokenizer, batch: PromptBatch, settings: GenerationSettings, batch_size: int | None = None,

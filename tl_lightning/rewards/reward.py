@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 
 from tl_lightning.format.schema import ToolSpec
 from tl_lightning.format.tools import FREE_TEXT_TOOLS
-from tl_lightning.rewards.taxonomy import CATEGORIES, GoldAnswer, classify
+from tl_lightning.rewards.taxonomy import CATEGORIES, Convention, GoldAnswer, classify
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,9 @@ class RewardTable:
 
 def tool_call_rewards(predictions: Sequence[str], golds: Sequence[Sequence[GoldAnswer]],
                       tools: Sequence[Sequence[ToolSpec]], table: RewardTable = RewardTable(),
-                      free_text_tools: frozenset[str] = FREE_TEXT_TOOLS) -> list[float]:
-    """Reward of each prediction: `table[classify(prediction, gold, tools).category]` (pure, batched)."""
-    return [table(classify(p, g, t, free_text_tools).category) for p, g, t in zip(predictions, golds, tools,
-                                                                                  strict=True)]
+                      free_text_tools: frozenset[str] = FREE_TEXT_TOOLS,
+                      convention: Convention = "paper") -> list[float]:
+    """Reward of each prediction: `table[classify(prediction, gold, tools, convention=...).category]` (pure, batched).
+    The IRM reward's convention defaults to `paper` (the reference code's); see docs/taxonomy.md."""
+    return [table(classify(p, g, t, free_text_tools, convention).category)
+            for p, g, t in zip(predictions, golds, tools, strict=True)]

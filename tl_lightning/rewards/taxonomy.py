@@ -18,6 +18,14 @@ Rules, first match wins (paper code `test_answer_for_reward`, generalised; paper
   7. `correct`.
 Several calls are matched to the gold calls order-insensitively (the assignment with the best category), and the
 worst matched pair decides. Several acceptable gold answers (RoTBench, BFCL): the best-scoring one is taken.
+
+Conventions (`convention=`, docs/taxonomy.md):
+  * `lenient` (metrics and evaluation): the whole output must parse as the call(s); values compare after
+    normalisation (case, whitespace, surrounding quotes, numeric strings as numbers); the free text of finish /
+    ask-to-user style tools is not compared (RoTBench's rule).
+  * `paper` (the IRM reward's default): as the reference code's reward, only the first call of the output is read
+    (what follows it is ignored) and compared with the first gold call; values must be equal as given (numbers
+    numerically, strings exactly); free-text tools are compared like any other.
 """
 
 from __future__ import annotations
@@ -25,9 +33,10 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from tl_lightning.format.call_format import ParseResult, parse_calls
+from tl_lightning.format.first_call import parse_first_call
 from tl_lightning.format.schema import ToolCall, ToolSpec
 from tl_lightning.format.tools import FREE_TEXT_TOOLS
 
@@ -76,6 +85,8 @@ class GoldCall:
 
 
 GoldAnswer = tuple[GoldCall, ...]
+Convention = Literal["lenient", "paper"]
+CONVENTIONS: tuple[str, ...] = ("lenient", "paper")
 
 
 @dataclass(frozen=True)
@@ -124,6 +135,24 @@ def values_equal(pred: Any, acceptable: list[Any]) -> bool:
     return any(p == normalise_value(a) for a in acceptable)
 
 
+def _numeric(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def exactly_equal(pred: Any, gold: Any) -> bool:
+    """Equal as given: numbers numerically (1 == 1.0), everything else by type and value ("1" != 1, True != 1,
+    "Paris" != "paris"); containers recursively."""
+    if _numeric(pred) and _numeric(gold):
+        return pred == gold
+    if type(pred) is not type(gold):
+        return False
+    if isinstance(pred, list):
+        return len(pred) == len(gold) and all(exactly_equal(a, b) for a, b in zip(pred, gold))
+    if isinstance(pred, dict):
+        return pred.keys() == gold.keys() and all(exactly_equal(pred[k], gold[k]) for k in pred)
+    return pred == gold
+
+
 # ---------------------------------------------------------------------------------------------------- classify
 def _param_category(h: bool, r: bool, m: bool) -> str | None:
     parts = [name for flag, name in ((h, "hallucinated"), (r, "redundant"), (m, "missing")) if flag]
@@ -131,7 +160,7 @@ def _param_category(h: bool, r: bool, m: bool) -> str | None:
 
 
 def classify_call(pred: ToolCall, gold: GoldCall, tools: dict[str, ToolSpec],
-                  free_text_tools: frozenset[str] = FREE_TEXT_TOOLS) -> str:
+                  free_text_tools: frozenset[str] = FREE_TEXT_TOOLS, convention: Convention = "lenient") -> str:
     """Category of one predicted call against one gold call (rules 3-7)."""
     if pred.name not in tools:
         return "tool_hallucination"
@@ -148,23 +177,24 @@ def classify_call(pred: ToolCall, gold: GoldCall, tools: dict[str, ToolSpec],
     cat = _param_category(h, r, m)
     if cat:
         return cat
-    if pred.name in free_text_tools:
+    if convention == "lenient" and pred.name in free_text_tools:
         return "correct"
+    same = values_equal if convention == "lenient" else (lambda v, alts: any(exactly_equal(v, a) for a in alts))
     for k, v in pred.arguments.items():
         if k in gold.any_value:
             continue
-        if not values_equal(v, gold.values.get(k, [])):
+        if not same(v, gold.values.get(k, [])):
             return "content_filling"
     return "correct"
 
 
 def _match(calls: tuple[ToolCall, ...], answer: GoldAnswer, tools: dict[str, ToolSpec],
-           free: frozenset[str]) -> tuple[str, tuple]:
+           free: frozenset[str], convention: Convention = "lenient") -> tuple[str, tuple]:
     """Best order-insensitive assignment; the worst pair's category. Exhaustive up to 6 calls, greedy beyond."""
     if len(calls) <= 6:
         best = None
         for perm in itertools.permutations(range(len(answer))):
-            cats = [classify_call(c, answer[j], tools, free) for c, j in zip(calls, perm)]
+            cats = [classify_call(c, answer[j], tools, free, convention) for c, j in zip(calls, perm)]
             worst = max(cats, key=_RANK.__getitem__)
             key = (_RANK[worst], sum(_RANK[c] for c in cats))
             if best is None or key < best[0]:
@@ -172,7 +202,7 @@ def _match(calls: tuple[ToolCall, ...], answer: GoldAnswer, tools: dict[str, Too
         return best[1], best[2]
     remaining, pairs, worst = list(answer), [], "correct"
     for c in calls:
-        cats = [classify_call(c, g, tools, free) for g in remaining]
+        cats = [classify_call(c, g, tools, free, convention) for g in remaining]
         j = min(range(len(cats)), key=lambda i: _RANK[cats[i]])
         pairs.append((c, remaining.pop(j)))
         worst = max(worst, cats[j], key=_RANK.__getitem__)
@@ -180,11 +210,22 @@ def _match(calls: tuple[ToolCall, ...], answer: GoldAnswer, tools: dict[str, Too
 
 
 def classify(prediction: str | ParseResult | Sequence[ToolCall], gold: Sequence[GoldAnswer],
-             tools: Sequence[ToolSpec], free_text_tools: frozenset[str] = FREE_TEXT_TOOLS) -> Classification:
+             tools: Sequence[ToolSpec], free_text_tools: frozenset[str] = FREE_TEXT_TOOLS,
+             convention: Convention = "lenient") -> Classification:
     """Classify a prediction (raw text, a parse result, or calls) against acceptable gold answers.
 
-    Total and deterministic: any input string gives a category, never an exception.
+    Total and deterministic: any input string gives a category, never an exception. `convention`: see the
+    module docstring.
     """
+    if convention not in CONVENTIONS:
+        raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
+    if convention == "paper":
+        prediction = parse_first_call(prediction) if isinstance(prediction, str) else prediction
+        gold = [answer[:1] for answer in gold]  # first gold call (the reference data are single-call steps)
+        if not isinstance(prediction, ParseResult):
+            prediction = tuple(prediction)[:1]
+        elif prediction.ok:
+            prediction = ParseResult(calls=prediction.calls[:1], thought=prediction.thought)
     if isinstance(prediction, str):
         prediction = parse_calls(prediction)
     if isinstance(prediction, ParseResult):
@@ -205,7 +246,7 @@ def classify(prediction: str | ParseResult | Sequence[ToolCall], gold: Sequence[
         if len(answer) != len(calls):
             cat, pairs = ("no_call" if not calls else "wrong_count"), ()
         else:
-            cat, pairs = _match(calls, answer, tool_map, free_text_tools) if calls else ("correct", ())
+            cat, pairs = _match(calls, answer, tool_map, free_text_tools, convention) if calls else ("correct", ())
         if best is None or _RANK[cat] < _RANK[best.category]:
             best = Classification(cat, calls, i, pairs=pairs)
     return best

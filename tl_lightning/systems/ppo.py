@@ -36,6 +36,7 @@ from tl_lightning.objectives.advantages import gae, masked_mean, masked_var, whi
 from tl_lightning.objectives.kl import FixedKLController, KLController, kl_estimate
 from tl_lightning.objectives.ppo import clipped_policy_loss
 from tl_lightning.rewards.reward import RewardTable
+from tl_lightning.rewards.taxonomy import Convention
 from tl_lightning.systems.critics import Critic, SharedCritic, ValueHead
 from tl_lightning.systems.ppo_rollout import (
     PPOSettings,
@@ -81,6 +82,9 @@ class PPOSystem(L.LightningModule):
         critic: the value function: `SharedCritic` (value head on the policy's hidden states) or `AdapterCritic`
             (separate LoRA adapter + value head, initialised from the SFT adapter).
         reward: reward per error category (`taxonomy.classify`).
+        reward_convention: how responses are read and compared for the reward: "paper" (the reference code: the
+            first call, values as given, free-text tools compared too) or "lenient" (the metrics' reading: the whole
+            output must parse, values normalised). See docs/taxonomy.md.
         kl: KL penalty settings (controller component and estimator).
         ppo: PPO optimisation settings.
         generation: rollout decoding (paper: greedy, 512 new tokens).
@@ -93,7 +97,8 @@ class PPOSystem(L.LightningModule):
     """
 
     def __init__(self, policy: ModelSettings = ModelSettings(), critic: Critic | None = SharedCritic(),
-                 reward: RewardTable = RewardTable(), kl: KLSettings = KLSettings(), ppo: PPOSettings = PPOSettings(),
+                 reward: RewardTable = RewardTable(), reward_convention: Convention = "paper",
+                 kl: KLSettings = KLSettings(), ppo: PPOSettings = PPOSettings(),
                  generation: GenerationSettings = GenerationSettings(max_new_tokens=512),
                  optimizer: OptimizerCallable | None = None, lr_scheduler: LRSchedulerCallable | None = None,
                  actor_lr: float = 1e-5, critic_lr: float = 5e-5, rollout_seed: int = 0,
@@ -199,8 +204,9 @@ class PPOSystem(L.LightningModule):
             r.sequences, r.attention_mask, r.response_mask, r.prompt_length, r.texts, r.stopped)))
 
     def _score(self, batch: PromptBatch, rollout: Rollout) -> tuple[torch.Tensor, list[str]]:
-        classified = [classify_response(t, c, self.free_text_tools)[1] for t, c in zip(rollout.texts,
-                                                                                       batch.conversations)]
+        convention = self.hparams.reward_convention
+        classified = [classify_response(t, c, self.free_text_tools, convention)[1]
+                      for t, c in zip(rollout.texts, batch.conversations)]
         cats = [c.category for c in classified]
         scores = torch.tensor([self.reward_table(c) for c in cats], device=self.device)
         scores = scores.clamp(-self.ppo.reward_clip, self.ppo.reward_clip)
