@@ -73,3 +73,31 @@ def test_packing_flag_switches_the_collate(tiny_checkpoint):
     dm.setup()
     batch = next(iter(dm.train_dataloader()))
     assert "position_ids" in batch and batch["input_ids"].size(0) < 4
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_chunked_loss_equals_full_logits_loss(tiny_checkpoint, packed):
+    """`loss_chunk_size`: the head on trained positions only, a few at a time, gives the full path's loss, metrics
+    and gradients (padded and packed batches)."""
+    L.seed_everything(0)
+    settings = ModelSettings(checkpoint=tiny_checkpoint, quantization="nf4", compute_dtype="float32",
+                             lora=LoraSettings(r=8, alpha=16, dropout=0.0))
+    system = SFTSystem(settings, loss_chunk_size=7)
+    system.configure_model()
+    dm = ToolSFTDataModule(tokenizer=tiny_checkpoint, train=DataSource(size=4), val=DataSource(split="val", size=2),
+                           max_length=2048, batch_size=4)
+    dm.setup()
+    examples = dm.datasets["train"]
+    pad = dm.tok.pad_token_id
+    batch = pack_sft_batch(examples, pad, 2048) if packed else pad_sft_batch(examples, pad)
+    results = []
+    for chunk in (None, 7):  # the same model, the full-logits path first
+        system.hparams.loss_chunk_size = chunk
+        out = system._losses(batch)
+        params = [p for p in system.parameters() if p.requires_grad]
+        results.append((out, torch.autograd.grad(out["weighted_sum"], params)))
+    (a, ga), (b, gb) = results
+    for k in ("weighted_loss", "weighted_sum", "weight_total", "loss", "token_acc", "key_token_acc", "trained_tokens"):
+        torch.testing.assert_close(b[k].float(), a[k].float(), rtol=1e-5, atol=1e-5)
+    for x, y in zip(ga, gb):
+        torch.testing.assert_close(y, x, rtol=1e-3, atol=1e-5)

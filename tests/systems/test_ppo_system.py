@@ -122,3 +122,51 @@ def test_first_minibatch_is_on_policy_even_from_an_adapter_with_dropout(tiny_che
     trainer.fit(system, _dm(tiny_checkpoint))
     m = trainer.logged_metrics
     assert float(m["ppo/approx_kl"]) == 0.0 and float(m["ppo/clipfrac"]) == 0.0
+
+
+@pytest.mark.parametrize("critic", ["shared", "adapter"])
+def test_memory_lean_passes_equal_the_full_logits_path(tiny_checkpoint, critic):
+    """The PPO passes read only the final hidden state and apply the head to response positions in chunks; their
+    log-probs, entropy, values and policy-loss gradients equal the previous full forward (all hidden states,
+    full-vocabulary logits of the whole sequence)."""
+    from tl_lightning.objectives.advantages import masked_mean
+    from tl_lightning.systems.ppo import _position_ids
+    from tl_lightning.systems.ppo_rollout import build_rollout, entropy_from_logits, response_logprobs
+
+    L.seed_everything(0)
+    system = _system(tiny_checkpoint, critic=critic, ppo={"ppo_epochs": 1, "minibatch_size": 4,
+                                                          "logprob_chunk_size": 5})
+    system.configure_model()
+    torch.nn.init.normal_(system.value_head.linear.weight, std=0.1)
+    g = torch.Generator().manual_seed(1)
+    prompts = [torch.randint(3, 500, (n,), generator=g).tolist() for n in (9, 14, 6)]
+    responses = [torch.randint(3, 500, (n,), generator=g).tolist() + [2] for n in (4, 7, 2)]
+    r = build_rollout(prompts, responses, 0, 2, ["", "", ""])
+    adapter = "critic" if critic == "adapter" else "default"
+    system.model.set_adapter("default")
+    lean = system._forward(r, "default", head=True, with_entropy=True)
+    values = system.critic.values(system.value_head, system._hidden, r, lean.hidden)
+    system.model.set_adapter("default")
+    full = system.model(input_ids=r.sequences, attention_mask=r.attention_mask,
+                        position_ids=_position_ids(r.attention_mask), use_cache=False, output_hidden_states=True)
+    torch.testing.assert_close(lean.logp, response_logprobs(full.logits, r.sequences, r.prompt_length))
+    torch.testing.assert_close(lean.entropy, entropy_from_logits(full.logits, r.prompt_length).detach())
+    if critic == "shared":
+        torch.testing.assert_close(values, system.value_head(full.hidden_states[-1], r.prompt_length))
+    else:
+        system.model.set_adapter(adapter)
+        critic_full = system.model(input_ids=r.sequences, attention_mask=r.attention_mask,
+                                   position_ids=_position_ids(r.attention_mask), output_hidden_states=True)
+        torch.testing.assert_close(values, system.value_head(critic_full.hidden_states[-1], r.prompt_length))
+    mask = r.response_mask.float()
+    params = [p for n, p in system.model.named_parameters() if ".default." in n and "lora_" in n]
+    system.model.set_adapter("default")
+    for p in params:
+        p.requires_grad_(True)
+    g_lean = torch.autograd.grad(masked_mean(system._forward(r, "default", head=True).logp, mask), params)
+    system.model.set_adapter("default")
+    logits = system.model(input_ids=r.sequences, attention_mask=r.attention_mask,
+                          position_ids=_position_ids(r.attention_mask)).logits
+    g_full = torch.autograd.grad(masked_mean(response_logprobs(logits, r.sequences, r.prompt_length), mask), params)
+    for a, b in zip(g_lean, g_full):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)

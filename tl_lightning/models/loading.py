@@ -179,6 +179,24 @@ def load_policy(settings: ModelSettings, device: torch.device | str = "cpu") -> 
     return model
 
 
+_LOGIT_POSTPROCESSING = ("final_logit_softcapping", "logit_scale", "output_multiplier_scale")
+
+
+def decoder_and_head(model) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """(the decoder stack returning final hidden states, the output head) of a causal LM, peft-wrapped or not.
+
+    Calling them separately lets a caller apply the head only where it needs logits (objectives/chunked.py). Active
+    LoRA adapters and `disable_adapter()` apply inside both, as in a normal forward. Models whose logits are
+    post-processed after the head (soft-capping, scaling) are refused: the split would change their outputs.
+    """
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    for attr in _LOGIT_POSTPROCESSING:
+        if getattr(base.config, attr, None) not in (None, 1, 1.0):
+            raise UserError(f"{type(base).__name__} post-processes its logits ({attr}); the hidden-state path "
+                            "(PPO, SFT loss_chunk_size) does not support it: use an SFT loss_chunk_size of null")
+    return base.get_decoder(), base.get_output_embeddings()
+
+
 def disable_lora_dropout(model: torch.nn.Module) -> int:
     """Replace every LoRA dropout (all adapters) with the identity; returns how many were active.
 

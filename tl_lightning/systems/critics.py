@@ -38,8 +38,8 @@ class ValueHead(torch.nn.Module):
         return self.linear(hidden[:, prompt_length - 1: -1].float()).squeeze(-1)
 
 
-# forward(rollout, adapter_name, hidden=True) -> model output with `hidden_states`
-Forward = Callable[..., object]
+# hidden(rollout, adapter_name) -> (b, P + R, h) final hidden states of the rollout under that adapter
+Forward = Callable[..., torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -56,8 +56,6 @@ class Critic(ABC):
     vf_coef: float = 1.0
     adapter: ClassVar[str | None] = None
     """The LoRA adapter this critic trains (None: it shares the policy's)."""
-    reads_policy_hidden: ClassVar[bool] = False
-    """Whether values come from the policy forward's hidden states (then that forward must return them)."""
 
     def attach(self, model, sft_adapter: str | None, device: torch.device) -> ValueHead:
         """Add any adapter; return a value head (loaded from `sft_adapter`/value_head.safetensors when present)."""
@@ -79,13 +77,13 @@ class Critic(ABC):
         return clipped_value_loss(values, old_values, returns, mask, self.value_clip)
 
     @abstractmethod
-    def values(self, head: ValueHead, forward: Forward, rollout, policy_out) -> torch.Tensor:
-        """(b, R) values of a rollout; `policy_out` is the policy forward's output (with hidden states if
-        `reads_policy_hidden`)."""
+    def values(self, head: ValueHead, hidden: Forward, rollout, policy_hidden: torch.Tensor) -> torch.Tensor:
+        """(b, R) values of a rollout; `policy_hidden` are the policy forward's final hidden states."""
 
     @abstractmethod
-    def backward(self, head: ValueHead, backward: Callable[[torch.Tensor], None], forward: Forward, rollout,
-                 policy_out, policy_loss: torch.Tensor, old_values, returns, mask) -> tuple[torch.Tensor, torch.Tensor]:
+    def backward(self, head: ValueHead, backward: Callable[[torch.Tensor], None], hidden: Forward, rollout,
+                 policy_hidden: torch.Tensor, policy_loss: torch.Tensor, old_values, returns,
+                 mask) -> tuple[torch.Tensor, torch.Tensor]:
         """Back-propagate the policy loss and this critic's value loss; returns (value loss, value clip fraction)."""
 
 
@@ -98,13 +96,11 @@ class SharedCritic(Critic):
         vf_coef: weight of the value loss in the shared loss.
     """
 
-    reads_policy_hidden: ClassVar[bool] = True
+    def values(self, head, hidden, rollout, policy_hidden) -> torch.Tensor:
+        return head(policy_hidden, rollout.prompt_length)
 
-    def values(self, head, forward, rollout, policy_out) -> torch.Tensor:
-        return head(policy_out.hidden_states[-1], rollout.prompt_length)
-
-    def backward(self, head, backward, forward, rollout, policy_out, policy_loss, old_values, returns, mask):
-        vf_loss, clipfrac = self.loss(self.values(head, forward, rollout, policy_out), old_values, returns, mask)
+    def backward(self, head, backward, hidden, rollout, policy_hidden, policy_loss, old_values, returns, mask):
+        vf_loss, clipfrac = self.loss(self.values(head, hidden, rollout, policy_hidden), old_values, returns, mask)
         backward(policy_loss + self.vf_coef * vf_loss)
         return vf_loss, clipfrac
 
@@ -127,11 +123,11 @@ class AdapterCritic(Critic):
             model.add_adapter(CRITIC_ADAPTER, model.peft_config["default"])
         return super().attach(model, sft_adapter, device)
 
-    def values(self, head, forward, rollout, policy_out) -> torch.Tensor:
-        return head(forward(rollout, CRITIC_ADAPTER, hidden=True).hidden_states[-1], rollout.prompt_length)
+    def values(self, head, hidden, rollout, policy_hidden) -> torch.Tensor:
+        return head(hidden(rollout, CRITIC_ADAPTER), rollout.prompt_length)
 
-    def backward(self, head, backward, forward, rollout, policy_out, policy_loss, old_values, returns, mask):
+    def backward(self, head, backward, hidden, rollout, policy_hidden, policy_loss, old_values, returns, mask):
         backward(policy_loss)  # free the policy graph before the critic's own forward
-        vf_loss, clipfrac = self.loss(self.values(head, forward, rollout, policy_out), old_values, returns, mask)
+        vf_loss, clipfrac = self.loss(self.values(head, hidden, rollout, policy_hidden), old_values, returns, mask)
         backward(self.vf_coef * vf_loss)
         return vf_loss, clipfrac

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import random
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import lightning as L
 import torch
@@ -27,12 +28,14 @@ from tl_lightning.metrics.tool_call import ToolCallMetrics
 from tl_lightning.models.generation import GenerationSettings, generate_responses
 from tl_lightning.models.loading import (
     ModelSettings,
+    decoder_and_head,
     disable_lora_dropout,
     load_base_model,
     prepare_checkpoint,
     prepare_for_training,
 )
 from tl_lightning.objectives.advantages import gae, masked_mean, masked_var, whiten
+from tl_lightning.objectives.chunked import head_stats
 from tl_lightning.objectives.kl import FixedKLController, KLController, kl_estimate
 from tl_lightning.objectives.ppo import clipped_policy_loss
 from tl_lightning.rewards.reward import RewardTable
@@ -43,12 +46,18 @@ from tl_lightning.systems.ppo_rollout import (
     Rollout,
     build_rollout,
     clip_each_group,
-    entropy_from_logits,
-    response_logprobs,
 )
 from tl_lightning.systems.schedules import WarmupConstant, build_schedule
 
 REFERENCE_ADAPTER = "reference"
+
+
+class Pass(NamedTuple):
+    """One forward of a rollout: final hidden states (b, P+R, h); response log-probs and entropy (b, R) or None."""
+
+    hidden: torch.Tensor
+    logp: torch.Tensor | None
+    entropy: torch.Tensor | None
 
 
 @dataclass
@@ -122,6 +131,7 @@ class PPOSystem(L.LightningModule):
         self.kl_coef = self.kl_settings.controller.coef
         self.rollout_metrics = ToolCallMetrics(free_text_tools=self.free_text_tools)
         self.model = None
+        self._decoder = self._head = None
         self.tokenizer = None
         self.value_head: ValueHead | None = None
         self.iteration = 0
@@ -137,6 +147,7 @@ class PPOSystem(L.LightningModule):
         device = self.trainer.strategy.root_device if self._trainer is not None else torch.device("cpu")
         self.tokenizer = load_tokenizer(self.policy_settings.checkpoint)
         self.model = prepare_for_training(load_base_model(self.policy_settings, device), self.policy_settings)
+        self._decoder, self._head = decoder_and_head(self.model)
         if self.policy_settings.adapter:
             # Reference = the SFT policy: the same adapter again, frozen, on the same 4-bit base (a few MB, no second
             # model). Disabling adapters instead would give the pre-SFT base, not the policy the paper regularises to.
@@ -146,17 +157,27 @@ class PPOSystem(L.LightningModule):
         self.model.set_adapter("default")
         self.model.train()
 
-    def _forward(self, rollout: Rollout, adapter: str | None, hidden: bool = False):
+    def _forward(self, rollout: Rollout, adapter: str | None, head: bool = False, with_entropy: bool = False) -> Pass:
+        """The final hidden states (b, P+R, h) under `adapter` (None: adapters off) and, with `head`, the response
+        tokens' log-probs (b, R): the output head sees the response positions only, `logprob_chunk_size` at a
+        time (Note [chunked head] in objectives/chunked.py), so no full-vocabulary logits of the batch exist."""
         kwargs = dict(input_ids=rollout.sequences, attention_mask=rollout.attention_mask,
-                      position_ids=_position_ids(rollout.attention_mask), use_cache=False, output_hidden_states=hidden)
-        if adapter is None:
-            with self.model.disable_adapter():
-                return self.model(**kwargs)
-        self.model.set_adapter(adapter)  # note: peft makes only the active adapter trainable
-        return self.model(**kwargs)
+                      position_ids=_position_ids(rollout.attention_mask), use_cache=False)
+        if adapter is not None:
+            self.model.set_adapter(adapter)  # note: peft makes only the active adapter trainable
+        with self.model.disable_adapter() if adapter is None else nullcontext():
+            hidden = self._decoder(**kwargs).last_hidden_state
+            if not head:
+                return Pass(hidden, None, None)
+            h = hidden[:, rollout.prompt_length - 1: -1]
+            targets = rollout.sequences[:, rollout.prompt_length:]
+            stats = head_stats(h.reshape(-1, h.size(-1)), self._head, targets.reshape(-1),
+                               self.ppo.logprob_chunk_size, with_entropy)
+        shape = targets.shape
+        return Pass(hidden, stats.logp.view(shape), None if stats.entropy is None else stats.entropy.view(shape))
 
-    def _policy_forward(self, rollout: Rollout):
-        return self._forward(rollout, "default", hidden=self.critic.reads_policy_hidden)
+    def _hidden(self, rollout: Rollout, adapter: str | None) -> torch.Tensor:
+        return self._forward(rollout, adapter).hidden
 
     # -------------------------------------------------------------------------------------------- training
     def training_step(self, batch: PromptBatch, batch_idx: int) -> None:
@@ -197,6 +218,8 @@ class PPOSystem(L.LightningModule):
             torch.manual_seed(self.hparams.rollout_seed * 1_000_003 + self.iteration)
             responses = generate_responses(self.model, batch.input_ids, tok.pad_token_id, tok.eos_token_id,
                                            self.generation)
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()  # hand the generation cache's blocks back before the passes with gradients
         texts = [tok.decode(r, skip_special_tokens=True) for r in responses]
         r = build_rollout(batch.input_ids, responses, tok.pad_token_id, tok.eos_token_id, texts,
                           self.generation.max_prompt_length)
@@ -221,13 +244,10 @@ class PPOSystem(L.LightningModule):
 
     @torch.no_grad()
     def _reference_pass(self, rollout: Rollout) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        pol = self._policy_forward(rollout)
-        old_logp = response_logprobs(pol.logits, rollout.sequences, rollout.prompt_length)
-        old_values = self.critic.values(self.value_head, self._forward, rollout, pol)
-        del pol
-        ref = self._forward(rollout, REFERENCE_ADAPTER if self.policy_settings.adapter else None)
-        ref_logp = response_logprobs(ref.logits, rollout.sequences, rollout.prompt_length)
-        return old_logp, ref_logp, old_values
+        pol = self._forward(rollout, "default", head=True)
+        old_values = self.critic.values(self.value_head, self._hidden, rollout, pol.hidden)
+        ref = self._forward(rollout, REFERENCE_ADAPTER if self.policy_settings.adapter else None, head=True)
+        return pol.logp, ref.logp, old_values
 
     def _token_rewards(self, kl: torch.Tensor, scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         rewards = -self.kl_coef * kl
@@ -258,12 +278,11 @@ class PPOSystem(L.LightningModule):
     def _minibatch_step(self, opt, mb: Rollout, old_logp, old_values, adv, returns) -> dict[str, float]:
         mask = mb.response_mask.float()
         opt.zero_grad()
-        out = self._policy_forward(mb)
-        logp = response_logprobs(out.logits, mb.sequences, mb.prompt_length)
-        pg_loss, clipfrac, approx_kl = clipped_policy_loss(logp, old_logp, adv, mask, self.ppo.clip)
-        entropy = masked_mean(entropy_from_logits(out.logits.detach(), mb.prompt_length), mask)
-        vf_loss, vf_clipfrac = self.critic.backward(self.value_head, self.manual_backward, self._forward, mb, out,
-                                                    pg_loss, old_values, returns, mask)
+        out = self._forward(mb, "default", head=True, with_entropy=True)
+        pg_loss, clipfrac, approx_kl = clipped_policy_loss(out.logp, old_logp, adv, mask, self.ppo.clip)
+        entropy = masked_mean(out.entropy, mask)
+        vf_loss, vf_clipfrac = self.critic.backward(self.value_head, self.manual_backward, self._hidden, mb,
+                                                    out.hidden, pg_loss, old_values, returns, mask)
         actor_norm, critic_norm = clip_each_group(opt.param_groups, self.ppo.max_grad_norm)
         opt.step()
         return {"policy_loss": pg_loss.item(), "value_loss": vf_loss.item(), "clipfrac": clipfrac.item(),

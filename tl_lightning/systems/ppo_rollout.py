@@ -43,6 +43,8 @@ class PPOSettings:
     """Clip the rule reward to ±reward_clip (a no-op for the default table, as in the paper code)."""
     no_stop_penalty: float | None = None
     """If set, the score of a response that never emits EOS (hits max_new_tokens) is replaced by this value."""
+    logprob_chunk_size: int | None = 1024
+    """Response positions whose vocabulary logits exist at once (log-probs, entropy); null: the whole batch."""
     max_grad_norm: float = 1.0
     """Gradient-norm clip, applied to the actor's and the critic's parameters separately (as the paper code)."""
 

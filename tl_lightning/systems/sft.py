@@ -19,7 +19,8 @@ from tl_lightning.errors import as_dataclass, to_plain
 from tl_lightning.evaluation.predict import predict_batch
 from tl_lightning.metrics.tool_call import ToolCallMetrics
 from tl_lightning.models.generation import GenerationSettings
-from tl_lightning.models.loading import ModelSettings, load_policy, prepare_checkpoint
+from tl_lightning.models.loading import ModelSettings, decoder_and_head, load_policy, prepare_checkpoint
+from tl_lightning.objectives.chunked import head_stats
 from tl_lightning.objectives.weighted_ce import token_cross_entropy, weighted_ce_sums
 from tl_lightning.systems.schedules import WarmupCosine, build_schedule
 
@@ -36,11 +37,16 @@ class SFTSystem(L.LightningModule):
         optimizer: optimizer factory (default AdamW, lr 2e-4, betas (0.9, 0.95), weight decay 0.01).
         lr_scheduler: schedule factory, stepped every optimizer step (default `WarmupCosine` with 3% warmup).
         generation: decoding of the validation step prompts (the datamodule's `val_generation`).
+        loss_chunk_size: null: the loss reads the model's full logits (every position of the batch); an int: the
+            output head is applied to the trained positions only, at most this many at a time and recomputed in
+            backward, so full-vocabulary logits of a long batch never exist (Note [chunked head] in
+            objectives/chunked.py; same loss and gradients, tested).
     """
 
     def __init__(self, policy: ModelSettings = ModelSettings(), optimizer: OptimizerCallable | None = None,
                  lr_scheduler: LRSchedulerCallable | None = None,
-                 generation: GenerationSettings = GenerationSettings(max_new_tokens=96)) -> None:
+                 generation: GenerationSettings = GenerationSettings(max_new_tokens=96),
+                 loss_chunk_size: int | None = None) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
         self.policy_settings = as_dataclass(ModelSettings, policy)
@@ -62,6 +68,8 @@ class SFTSystem(L.LightningModule):
         device = self.trainer.strategy.root_device if self._trainer is not None else torch.device("cpu")
         self.tokenizer = load_tokenizer(self.policy_settings.checkpoint)
         self.model = load_policy(self.policy_settings, device)
+        if self.hparams.loss_chunk_size:
+            self._decoder, self._head = decoder_and_head(self.model)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # Only the trainable (LoRA) weights: the frozen, possibly 4-bit base is rebuilt by configure_model on resume.
@@ -79,6 +87,8 @@ class SFTSystem(L.LightningModule):
         return self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
 
     def _losses(self, batch: dict) -> dict[str, torch.Tensor]:
+        if self.hparams.loss_chunk_size:
+            return self._chunked_losses(batch)
         logits = self(batch["input_ids"], batch["attention_mask"], batch.get("position_ids"))
         labels = batch["labels"]
         weighted_sum, weight_total = weighted_ce_sums(logits, labels, batch["weights"])
@@ -93,6 +103,24 @@ class SFTSystem(L.LightningModule):
         return {"weighted_loss": weighted_sum / weight_total.clamp_min(1e-8), "weighted_sum": weighted_sum,
                 "weight_total": weight_total, "loss": plain, "key_token_acc": key_acc, "token_acc": acc,
                 "trained_tokens": trained.sum()}
+
+    def _chunked_losses(self, batch: dict) -> dict[str, torch.Tensor]:
+        """`_losses` from the final hidden states: the head sees only the trained positions (Note [chunked head])."""
+        inputs = {"position_ids": batch["position_ids"]} if batch.get("position_ids") is not None else \
+            {"attention_mask": batch["attention_mask"]}
+        hidden = self._decoder(input_ids=batch["input_ids"], use_cache=False, **inputs).last_hidden_state
+        labels = batch["labels"][:, 1:]
+        trained = labels != IGNORE_INDEX  # position t predicts token t + 1 (Note [label shift])
+        stats = head_stats(hidden[:, :-1][trained], self._head, labels[trained], self.hparams.loss_chunk_size)
+        w = batch["weights"][:, 1:][trained].float()
+        key = batch["key_mask"][:, 1:][trained]
+        ce = -stats.logp
+        weighted_sum, weight_total = (ce * w).sum(), w.sum()
+        n = trained.sum()
+        return {"weighted_loss": weighted_sum / weight_total.clamp_min(1e-8), "weighted_sum": weighted_sum,
+                "weight_total": weight_total, "loss": ce.detach().sum() / n.clamp_min(1),
+                "key_token_acc": (stats.correct & key).sum() / key.sum().clamp_min(1),
+                "token_acc": stats.correct.sum() / n.clamp_min(1), "trained_tokens": n}
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         out = self._losses(batch)

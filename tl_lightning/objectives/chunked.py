@@ -1,0 +1,64 @@
+"""The output head applied a chunk of positions at a time: token log-probs, entropy and argmax without ever holding
+full-vocabulary fp32 logits for a whole batch.
+
+Note [chunked head]: the caller passes only the positions it needs (PPO: the response; SFT: the trained tokens),
+flattened to (n, h). Each chunk's logits live only inside `_chunk`; with autograd on, the chunk is checkpointed,
+so backward recomputes its logits instead of keeping them. Peak logits memory is chunk × vocab × 4 bytes, against
+batch × sequence × vocab × 4 (plus its log-softmax and gradient) for the full path. The results equal the full
+path's up to float rounding (tested).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import torch
+from torch.utils.checkpoint import checkpoint
+
+
+class HeadStats(NamedTuple):
+    """Per position: log-prob of the target (n,), entropy of the distribution (n,) or None, argmax == target (n,)."""
+
+    logp: torch.Tensor
+    entropy: torch.Tensor | None
+    correct: torch.Tensor
+
+
+def _chunk(hidden: torch.Tensor, targets: torch.Tensor, head: Callable, with_entropy: bool):
+    logits = head(hidden).float()
+    lse = torch.logsumexp(logits, dim=-1)
+    logp = logits.gather(-1, targets[:, None]).squeeze(-1) - lse
+    correct = logits.argmax(-1) == targets
+    if not with_entropy:
+        return logp, correct
+    probs = torch.softmax(logits, dim=-1)
+    entropy = lse - (probs * logits).sum(-1)
+    return logp, correct, entropy
+
+
+def head_stats(hidden: torch.Tensor, head: Callable[[torch.Tensor], torch.Tensor], targets: torch.Tensor,
+               chunk_size: int | None = 1024, with_entropy: bool = False) -> HeadStats:
+    """Log-probs of `targets` under `head(hidden)`, `chunk_size` positions at a time (None: all at once).
+
+    Args:
+        hidden: (n, h) final hidden states, each predicting the target at the same index.
+        head: the output projection (hidden → vocabulary logits), e.g. the model's `lm_head`.
+        targets: (n,) token ids.
+        chunk_size: positions per chunk.
+        with_entropy: also return the entropy of each position's distribution (no gradient flows through it).
+    """
+    n = hidden.size(0)
+    size = n if not chunk_size else max(1, chunk_size)
+    grad = torch.is_grad_enabled() and hidden.requires_grad
+    parts = []
+    for start in range(0, n, size):
+        args = (hidden[start:start + size], targets[start:start + size], head, with_entropy)
+        parts.append(checkpoint(_chunk, *args, use_reentrant=False) if grad else _chunk(*args))
+    if not parts:
+        empty = hidden.new_zeros(0, dtype=torch.float32)
+        return HeadStats(empty, empty if with_entropy else None, torch.zeros(0, dtype=torch.bool, device=hidden.device))
+    logp = torch.cat([p[0] for p in parts])
+    correct = torch.cat([p[1] for p in parts])
+    entropy = torch.cat([p[2] for p in parts]).detach() if with_entropy else None
+    return HeadStats(logp, entropy, correct)
