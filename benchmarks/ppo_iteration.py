@@ -24,7 +24,6 @@ from tl_lightning.models.loading import LoraSettings, ModelSettings
 from tl_lightning.models.tiny import build_tiny_checkpoint
 from tl_lightning.systems.critics import SharedCritic
 from tl_lightning.systems.ppo import PPOSystem
-from tl_lightning.systems.ppo_rollout import response_logprobs
 from tl_lightning.systems.schedules import WarmupConstant
 
 
@@ -37,8 +36,7 @@ def baseline(system: PPOSystem, batch, reps: int) -> dict:
         gen.append(time.perf_counter() - t)
         system.model.train()
         t = time.perf_counter()
-        out = system._forward(rollout, "default")
-        response_logprobs(out.logits, rollout.sequences, rollout.prompt_length).sum().backward()
+        system.runner.forward(rollout, "default", head=True).logp.sum().backward()
         system.model.zero_grad(set_to_none=True)
         fb.append(time.perf_counter() - t)
     return {"generate_s": statistics.median(gen), "forward_backward_s": statistics.median(fb)}

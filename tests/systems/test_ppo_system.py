@@ -130,8 +130,8 @@ def test_memory_lean_passes_equal_the_full_logits_path(tiny_checkpoint, critic):
     log-probs, entropy, values and policy-loss gradients equal the previous full forward (all hidden states,
     full-vocabulary logits of the whole sequence)."""
     from tl_lightning.objectives.advantages import masked_mean
-    from tl_lightning.systems.ppo import _position_ids
     from tl_lightning.systems.ppo_rollout import build_rollout, entropy_from_logits, response_logprobs
+    from tl_lightning.systems.ppo_rollout import position_ids as _position_ids
 
     L.seed_everything(0)
     system = _system(tiny_checkpoint, critic=critic, ppo={"ppo_epochs": 1, "minibatch_size": 4,
@@ -144,8 +144,8 @@ def test_memory_lean_passes_equal_the_full_logits_path(tiny_checkpoint, critic):
     r = build_rollout(prompts, responses, 0, 2, ["", "", ""])
     adapter = "critic" if critic == "adapter" else "default"
     system.model.set_adapter("default")
-    lean = system._forward(r, "default", head=True, with_entropy=True)
-    values = system.critic.values(system.value_head, system._hidden, r, lean.hidden)
+    lean = system.runner.forward(r, "default", head=True, with_entropy=True)
+    values = system.critic.values(system.value_head, system.runner.hidden, r, lean.hidden)
     system.model.set_adapter("default")
     full = system.model(input_ids=r.sequences, attention_mask=r.attention_mask,
                         position_ids=_position_ids(r.attention_mask), use_cache=False, output_hidden_states=True)
@@ -163,10 +163,86 @@ def test_memory_lean_passes_equal_the_full_logits_path(tiny_checkpoint, critic):
     system.model.set_adapter("default")
     for p in params:
         p.requires_grad_(True)
-    g_lean = torch.autograd.grad(masked_mean(system._forward(r, "default", head=True).logp, mask), params)
+    g_lean = torch.autograd.grad(masked_mean(system.runner.forward(r, "default", head=True).logp, mask), params)
     system.model.set_adapter("default")
     logits = system.model(input_ids=r.sequences, attention_mask=r.attention_mask,
                           position_ids=_position_ids(r.attention_mask)).logits
     g_full = torch.autograd.grad(masked_mean(response_logprobs(logits, r.sequences, r.prompt_length), mask), params)
     for a, b in zip(g_lean, g_full):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def _grpo(ckpt, reward=RewardTable(), estimator=None, kl_placement="loss", **kw):
+    from tl_lightning.objectives.estimators import GRPO
+
+    return PPOSystem(ModelSettings(checkpoint=ckpt, quantization="nf4", compute_dtype="float32",
+                                   lora=LoraSettings(r=4, alpha=8, dropout=0.0)),
+                     advantage=estimator or GRPO(group_size=3), critic=None, reward=reward,
+                     kl=KLSettings(FixedKLController(0.4), placement=kl_placement),
+                     generation={"max_new_tokens": 12, "do_sample": True}, ppo={"ppo_epochs": 2, "minibatch_size": 6},
+                     actor_lr=1e-3, lr_scheduler=WarmupConstant, rollout_seed=3, **kw)
+
+
+def _small_dm(ckpt):
+    return ToolPromptDataModule(tokenizer=ckpt, source=DataSource(size=30), batch_size=2, shuffle_seed=1)
+
+
+@pytest.mark.parametrize("estimator", ["grpo", "rloo"])
+def test_critic_free_rl_builds_no_critic_and_exports_none(tiny_checkpoint, tmp_path, estimator):
+    from tl_lightning.objectives.estimators import GRPO, RLOO
+
+    L.seed_everything(0)
+    system = _grpo(tiny_checkpoint, estimator=GRPO(group_size=3) if estimator == "grpo" else RLOO(group_size=3))
+    trainer = _trainer(tmp_path, 2, callbacks=[HFExport()], enable_checkpointing=False)
+    trainer.fit(system, _small_dm(tiny_checkpoint))
+    assert system.value_head is None and not any(".critic." in n for n, _ in system.model.named_parameters())
+    assert len(system.optimizers().param_groups) == 1  # the actor only
+    assert len(system.last_samples) == 2 * 3  # 2 prompts × group of 3 samples per iteration
+    export = Path(trainer.log_dir) / "hf" / "final"
+    assert (export / "adapter_config.json").is_file() and not (export / "value_head.safetensors").exists()
+    m = trainer.logged_metrics
+    assert "ppo/explained_variance" not in m and torch.isfinite(torch.as_tensor(m["ppo/kl_loss"]))
+
+
+def test_grpo_constant_reward_keeps_policy_near_reference(tiny_checkpoint, tmp_path):
+    L.seed_everything(0)
+    trainer = _trainer(tmp_path, 4, enable_checkpointing=False)
+    trainer.fit(_grpo(tiny_checkpoint, reward=ZERO), _small_dm(tiny_checkpoint))
+    import csv
+
+    rows = [r for r in csv.DictReader(open(Path(trainer.log_dir) / "metrics.csv")) if r.get("ppo/kl")]
+    kls = [float(r["ppo/kl"]) for r in rows]
+    assert kls[0] == pytest.approx(0.0, abs=1e-4)  # equal rewards: every advantage is 0, only the KL loss acts
+    assert max(kls) < 0.05, kls
+
+
+def test_grpo_resume_is_exact(tiny_checkpoint, tmp_path):
+    def run(root, ckpt_path=None, cb=(), **kw):
+        L.seed_everything(0)
+        system = _grpo(tiny_checkpoint)
+        trainer = _trainer(root, 4, callbacks=list(cb), enable_checkpointing=bool(cb), **kw)
+        trainer.fit(system, _small_dm(tiny_checkpoint), ckpt_path=ckpt_path)
+        return system
+
+    full = run(tmp_path / "full")
+    ck = L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path / "ck", save_last=True, every_n_train_steps=1)
+    run(tmp_path / "a", cb=[ck], max_steps=4)  # 2 of 4 iterations: 2 epochs × 1 minibatch each
+    saved = torch.load(tmp_path / "ck" / "last.ckpt", weights_only=True)
+    assert all("lora_" in k for k in saved["state_dict"]) and saved["ToolPromptDataModule"]["consumed"] == 4
+    resumed = run(tmp_path / "b", ckpt_path=str(tmp_path / "ck" / "last.ckpt"))
+    a, b = _trainable(full), _trainable(resumed)
+    for n in a:
+        torch.testing.assert_close(b[n], a[n], rtol=1e-4, atol=1e-6)
+
+
+def test_components_are_checked_with_one_line_errors(tiny_checkpoint):
+    from tl_lightning.errors import UserError
+    from tl_lightning.objectives.estimators import GRPO
+
+    policy = ModelSettings(checkpoint=tiny_checkpoint)
+    with pytest.raises(UserError, match="needs a critic"):
+        PPOSystem(policy, critic=None)  # GAE, the default estimator
+    with pytest.raises(UserError, match="critic-free"):
+        PPOSystem(policy, advantage=GRPO(), critic=SharedCritic(), generation={"do_sample": True})
+    with pytest.raises(UserError, match="do_sample"):
+        PPOSystem(policy, advantage=GRPO(), critic=None)  # greedy samples of one prompt would all be equal

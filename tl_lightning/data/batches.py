@@ -25,6 +25,15 @@ class PromptBatch:
     def __len__(self) -> int:
         return len(self.input_ids)
 
+    def repeat_each(self, times: int) -> "PromptBatch":
+        """Each prompt `times` times in a row (a group of samples of one prompt, for group-relative advantages)."""
+        if times == 1:
+            return self
+        def rep(xs: list) -> list:
+            return [x for x in xs for _ in range(times)]
+
+        return PromptBatch(rep(self.input_ids), rep(self.conversations), rep(self.groups))
+
 
 def prompt_item(input_ids: list[int], conversation: Conversation, group: str = "") -> dict:
     return {"input_ids": input_ids, "conversation": conversation, "group": group}

@@ -23,14 +23,10 @@ from tl_lightning.errors import DataError, UserError, as_dataclass
 
 
 class PromptStream(IterableDataset):
-    """Batches of prompt items from position `start` of the endless permuted stream.
+    """Batches of prompt items from position `start` of the endless permuted stream."""
 
-    With `repeats` > 1 each drawn prompt appears `repeats` times in a row (a group of samples of one prompt, for
-    group-relative advantages); a batch then holds `batch_size` prompts × `repeats` items.
-    """
-
-    def __init__(self, items: list[dict], batch_size: int, seed: int, start: int, repeats: int = 1) -> None:
-        self.items, self.batch_size, self.seed, self.start, self.repeats = items, batch_size, seed, start, repeats
+    def __init__(self, items: list[dict], batch_size: int, seed: int, start: int) -> None:
+        self.items, self.batch_size, self.seed, self.start = items, batch_size, seed, start
 
     def index(self, position: int) -> int:
         n = len(self.items)
@@ -40,8 +36,7 @@ class PromptStream(IterableDataset):
     def __iter__(self) -> Iterator[PromptBatch]:
         pos = self.start
         while True:
-            drawn = [self.items[self.index(p)] for p in range(pos, pos + self.batch_size)]
-            yield collate_prompts([item for item in drawn for _ in range(self.repeats)])
+            yield collate_prompts([self.items[self.index(p)] for p in range(pos, pos + self.batch_size)])
             pos += self.batch_size
 
 
@@ -55,9 +50,8 @@ class ToolPromptDataModule(ToolDataModule):
     Args:
         tokenizer: tokenizer path (linked from the model's checkpoint).
         source: conversations to cut into step prompts (erroneous calls are context, never gold).
-        batch_size: prompts per rollout batch (paper code: 8).
-        group_size: samples per prompt (linked from the system's advantage estimator: 1 for PPO with GAE, G for
-            GRPO / RLOO); a rollout batch holds batch_size × group_size responses.
+        batch_size: prompts per rollout batch (paper code: 8); the system samples each `advantage.group_size`
+            times (GRPO / RLOO), so a rollout holds batch_size × group_size responses.
         shuffle_seed: seed of the prompt order.
         prompt_format: "paper" or "chat_template" (as in SFT).
         mae: which tool outputs count as errors when choosing gold steps.
@@ -65,13 +59,13 @@ class ToolPromptDataModule(ToolDataModule):
     """
 
     def __init__(self, tokenizer: str = "codellama/CodeLlama-7b-hf", source: DataSource = DataSource(),
-                 batch_size: int = 8, group_size: int = 1, shuffle_seed: int = 0,
+                 batch_size: int = 8, shuffle_seed: int = 0,
                  prompt_format: Literal["paper", "chat_template"] = "paper", mae: MAESettings = MAESettings(),
                  max_prompts: int | None = None) -> None:
         super().__init__()
         self.save_hyperparameters()
-        if batch_size < 1 or group_size < 1:
-            raise UserError(f"batch_size and group_size must be >= 1, got {batch_size} and {group_size}")
+        if batch_size < 1:
+            raise UserError(f"batch_size must be >= 1, got {batch_size}")
         self.source = as_dataclass(DataSource, source)
         self.mae = as_dataclass(MAESettings, mae)
         self.tok = None
@@ -89,13 +83,12 @@ class ToolPromptDataModule(ToolDataModule):
         self.items = self.prompt_items(prompts)
 
     def train_dataloader(self) -> DataLoader:
-        stream = PromptStream(self.items, self.hparams.batch_size, self.hparams.shuffle_seed, self.consumed,
-                              self.hparams.group_size)
+        stream = PromptStream(self.items, self.hparams.batch_size, self.hparams.shuffle_seed, self.consumed)
         return DataLoader(stream, batch_size=None, collate_fn=_as_is)
 
     def on_before_batch_transfer(self, batch, dataloader_idx: int):
         if isinstance(batch, PromptBatch) and self.trainer is not None and self.trainer.training:
-            self.consumed += len(batch) // self.hparams.group_size
+            self.consumed += len(batch)
         return batch
 
     def state_dict(self) -> dict:

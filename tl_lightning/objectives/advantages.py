@@ -52,3 +52,33 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: 
         last = (delta + gamma * lam * last) * mask[:, t]
         adv[:, t] = last
     return adv, (adv + values) * mask
+
+
+def group_advantages(scores: torch.Tensor, group_size: int, baseline: str = "mean", scale_by_std: bool = True,
+                     eps: float = 1e-4) -> torch.Tensor:
+    """Critic-free advantages of `scores` (n,), n = prompts × group_size, consecutive samples of one prompt.
+
+    baseline "mean" (GRPO): A = s − mean(group), divided by std(group) + eps when `scale_by_std` (Dr. GRPO drops
+    that scaling); baseline "leave_one_out" (RLOO): A = s − mean(the other samples of the group). A group whose
+    scores are all equal gets A = 0 (no NaN), so it teaches nothing.
+    """
+    if scores.numel() % group_size:
+        raise ValueError(f"{scores.numel()} scores do not split into groups of {group_size}")
+    g = scores.float().view(-1, group_size)
+    if baseline == "leave_one_out":
+        if group_size < 2:
+            raise ValueError("a leave-one-out baseline needs group_size >= 2")
+        adv = (g - (g.sum(1, keepdim=True) - g) / (group_size - 1))
+    elif baseline == "mean":
+        adv = g - g.mean(1, keepdim=True)
+        if scale_by_std and group_size > 1:
+            std = g.std(1, keepdim=True, unbiased=True)
+            adv = torch.where(std > 0, adv / (std + eps), torch.zeros_like(adv))  # an all-equal group: 0, never NaN
+    else:
+        raise ValueError(f"unknown baseline {baseline!r}")
+    return adv.reshape(-1).to(scores.dtype)
+
+
+def sequence_advantages_to_tokens(advantages: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(n,) per-sequence advantages → (n, t) per response token; 0 at padding and after the stop token."""
+    return advantages[:, None].to(mask.dtype if mask.is_floating_point() else torch.float32) * mask

@@ -1,14 +1,34 @@
-"""PPO losses (pure functions; masked token means over response tokens)."""
+"""PPO losses (pure functions over response tokens; shapes (b, t), mask 1 = response token).
+
+Note [loss aggregation]: "token" averages over every response token of the minibatch (a long response weighs more;
+PPO's usual masked mean, DAPO / Dr. GRPO's recommendation); "sequence" averages each response's tokens first and
+then the responses (the original GRPO objective: every response weighs the same).
+"""
 
 from __future__ import annotations
+
+from typing import Literal
 
 import torch
 
 from tl_lightning.objectives.advantages import masked_mean
 
+Aggregation = Literal["token", "sequence"]
+
+
+def aggregate(x: torch.Tensor, mask: torch.Tensor, how: Aggregation = "token") -> torch.Tensor:
+    """Mean of a per-token quantity over response tokens (Note [loss aggregation])."""
+    if how == "token":
+        return masked_mean(x, mask)
+    if how == "sequence":
+        per_sequence = masked_mean(x, mask, dim=1)
+        return per_sequence[mask.sum(1) > 0].mean() if bool((mask.sum(1) > 0).any()) else x.sum() * 0
+    raise ValueError(f"unknown aggregation {how!r}")
+
 
 def clipped_policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
-                        clip: float = 0.2) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                        clip: float = 0.2, how: Aggregation = "token"
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """PPO clipped surrogate. All inputs (b, t). Returns (loss, clip fraction, approx KL old→new).
 
     loss = mean(max(−A·r, −A·clip(r, 1−ε, 1+ε))), r = exp(logp − old_logp); with r ≡ 1 it is −mean(A).
@@ -16,7 +36,7 @@ def clipped_policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: 
     ratio = torch.exp(logp - old_logp)
     unclipped = -advantages * ratio
     clipped = -advantages * torch.clamp(ratio, 1.0 - clip, 1.0 + clip)
-    loss = masked_mean(torch.maximum(unclipped, clipped), mask)
+    loss = aggregate(torch.maximum(unclipped, clipped), mask, how)
     clipfrac = masked_mean((clipped > unclipped).float(), mask)
     approx_kl = masked_mean(0.5 * (logp - old_logp) ** 2, mask)
     return loss, clipfrac.detach(), approx_kl.detach()

@@ -131,3 +131,19 @@ class AdapterCritic(Critic):
         vf_loss, clipfrac = self.loss(self.values(head, hidden, rollout, policy_hidden), old_values, returns, mask)
         backward(self.vf_coef * vf_loss)
         return vf_loss, clipfrac
+
+
+@dataclass(frozen=True)
+class NoCritic(Critic):
+    """No value function (`critic: null`, critic-free estimators): nothing is built, trained or saved."""
+
+    def attach(self, model, sft_adapter, device) -> None:
+        return None
+
+    def values(self, head, hidden, rollout, policy_hidden) -> None:
+        return None
+
+    def backward(self, head, backward, hidden, rollout, policy_hidden, policy_loss, old_values, returns, mask):
+        backward(policy_loss)
+        zero = policy_loss.detach().new_zeros(())
+        return zero, zero

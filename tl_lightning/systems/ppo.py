@@ -1,19 +1,17 @@
-"""`PPOSystem`: IRM (TL-Training stage 2) — PPO with the rule-based tool-call reward on one quantized base.
+"""`PPOSystem`: IRM (TL-Training stage 2) — RL with the rule-based tool-call reward on one quantized base.
 
 Policy = LoRA adapter "default" (initialised from the SFT adapter). Reference = the SFT policy: the SFT adapter
 loaded a second time, frozen, on the same quantized base (no second model); without an SFT adapter, the base with
-adapters disabled. Critic = a component (`systems.critics`): a value head on the policy's hidden states
-(`SharedCritic`) or a second LoRA adapter + value head (`AdapterCritic`, like the paper's separate critic).
-Manual optimisation; `training_step` reads as numbered stages.
+adapters disabled. The advantage estimator is a component (`objectives.estimators`): `GAE` with a critic (PPO as
+in the paper; `systems.critics`: `SharedCritic` or `AdapterCritic`), or critic-free `GRPO` / `RLOO` over groups of
+samples of each prompt (`critic: null`: no critic is built, trained or saved). Manual optimisation;
+`training_step` reads as numbered stages.
 """
 
 from __future__ import annotations
 
 import random
 import time
-from contextlib import nullcontext
-from dataclasses import dataclass, field
-from typing import Literal, NamedTuple
 
 import lightning as L
 import torch
@@ -25,54 +23,28 @@ from tl_lightning.errors import UserError, as_dataclass, to_plain
 from tl_lightning.evaluation.predict import classify_response
 from tl_lightning.format.tools import FREE_TEXT_TOOLS
 from tl_lightning.metrics.tool_call import ToolCallMetrics
-from tl_lightning.models.generation import GenerationSettings, generate_responses
+from tl_lightning.models.generation import GenerationSettings
 from tl_lightning.models.loading import (
     ModelSettings,
-    decoder_and_head,
     disable_lora_dropout,
     load_base_model,
     prepare_checkpoint,
     prepare_for_training,
 )
-from tl_lightning.objectives.advantages import gae, masked_mean, masked_var, whiten
-from tl_lightning.objectives.chunked import head_stats
-from tl_lightning.objectives.kl import FixedKLController, KLController, kl_estimate
-from tl_lightning.objectives.ppo import clipped_policy_loss
+from tl_lightning.objectives.advantages import masked_mean, masked_var
+from tl_lightning.objectives.estimators import GAE, AdvantageEstimator
+from tl_lightning.objectives.kl import kl_estimate
+from tl_lightning.objectives.ppo import aggregate, clipped_policy_loss
 from tl_lightning.rewards.reward import RewardTable
 from tl_lightning.rewards.taxonomy import Convention
-from tl_lightning.systems.critics import Critic, SharedCritic, ValueHead
-from tl_lightning.systems.ppo_rollout import (
-    PPOSettings,
-    Rollout,
-    build_rollout,
-    clip_each_group,
-)
+from tl_lightning.systems.critics import Critic, NoCritic, SharedCritic, ValueHead
+from tl_lightning.systems.policy import PolicyRunner
+from tl_lightning.systems.ppo_rollout import KLSettings, PPOSettings, Rollout, clip_each_group
+
+__all__ = ["KLSettings", "PPOSettings", "PPOSystem"]
 from tl_lightning.systems.schedules import WarmupConstant, build_schedule
 
 REFERENCE_ADAPTER = "reference"
-
-
-class Pass(NamedTuple):
-    """One forward of a rollout: final hidden states (b, P+R, h); response log-probs and entropy (b, R) or None."""
-
-    hidden: torch.Tensor
-    logp: torch.Tensor | None
-    entropy: torch.Tensor | None
-
-
-@dataclass
-class KLSettings:
-    """KL penalty to the reference (SFT) policy, added to the per-token reward."""
-
-    controller: KLController = field(default_factory=FixedKLController)
-    """How β moves: `FixedKLController` (the paper code: β = 0.4) or `AdaptiveKLController` (Ziegler et al.)."""
-    estimator: Literal["k1", "k3"] = "k1"
-    """Per-token estimator: k1 = log π − log π_ref (paper code), k3 = non-negative low-variance estimator."""
-
-
-def _position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
-    # Left padding: positions count real tokens only, exactly as `generate` computes them.
-    return (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
 
 
 def default_optimizer(params) -> torch.optim.Optimizer:
@@ -84,20 +56,22 @@ def default_schedule(optimizer: torch.optim.Optimizer) -> WarmupConstant:
 
 
 class PPOSystem(L.LightningModule):
-    """PPO on tool-call prompts with the IRM reward.
+    """RL on tool-call prompts with the IRM reward: PPO with a critic, or critic-free GRPO / RLOO.
 
     Args:
         policy: base checkpoint + quantization; `adapter` = the SFT adapter to start from; `lora` for a fresh one.
-        critic: the value function: `SharedCritic` (value head on the policy's hidden states) or `AdapterCritic`
-            (separate LoRA adapter + value head, initialised from the SFT adapter).
+        advantage: `GAE` (needs a critic; the paper), `GRPO` or `RLOO` (critic-free; `group_size` samples/prompt).
+        critic: the value function for GAE: `SharedCritic` (value head on the policy's hidden states) or
+            `AdapterCritic` (separate LoRA adapter + value head, initialised from the SFT adapter); null for
+            critic-free estimators.
         reward: reward per error category (`taxonomy.classify`).
         reward_convention: how responses are read and compared for the reward: "paper" (the reference code: the
             first call, values as given, free-text tools compared too) or "lenient" (the metrics' reading: the whole
             output must parse, values normalised). See docs/taxonomy.md.
-        kl: KL penalty settings (controller component and estimator).
-        ppo: PPO optimisation settings.
-        generation: rollout decoding (paper: greedy, 512 new tokens).
-        optimizer: optimizer factory over the two parameter groups (default AdamW, betas (0.9, 0.95), no decay).
+        kl: KL penalty settings (controller component, estimator, reward or loss placement).
+        ppo: PPO optimisation settings (epochs, minibatches, clip, loss aggregation).
+        generation: rollout decoding (paper: greedy, 512 new tokens; group estimators need sampling).
+        optimizer: optimizer factory over the parameter groups (default AdamW, betas (0.9, 0.95), no decay).
         lr_scheduler: schedule factory (default `WarmupConstant` with 10 warmup steps).
         actor_lr: policy adapter learning rate.
         critic_lr: critic (adapter and value head) learning rate.
@@ -105,9 +79,10 @@ class PPOSystem(L.LightningModule):
         free_text_tools: tools whose argument content is not scored.
     """
 
-    def __init__(self, policy: ModelSettings = ModelSettings(), critic: Critic | None = SharedCritic(),
-                 reward: RewardTable = RewardTable(), reward_convention: Convention = "paper",
-                 kl: KLSettings = KLSettings(), ppo: PPOSettings = PPOSettings(),
+    def __init__(self, policy: ModelSettings = ModelSettings(), advantage: AdvantageEstimator = GAE(),
+                 critic: Critic | None = SharedCritic(), reward: RewardTable = RewardTable(),
+                 reward_convention: Convention = "paper", kl: KLSettings = KLSettings(),
+                 ppo: PPOSettings = PPOSettings(),
                  generation: GenerationSettings = GenerationSettings(max_new_tokens=512),
                  optimizer: OptimizerCallable | None = None, lr_scheduler: LRSchedulerCallable | None = None,
                  actor_lr: float = 1e-5, critic_lr: float = 5e-5, rollout_seed: int = 0,
@@ -117,25 +92,32 @@ class PPOSystem(L.LightningModule):
         self.automatic_optimization = False
         self.strict_loading = False  # checkpoints hold adapters + value head only
         self.policy_settings = as_dataclass(ModelSettings, policy)
-        if self.policy_settings.lora is None and self.policy_settings.adapter is None:
-            raise UserError("PPO trains LoRA adapters: set policy.adapter (the SFT adapter) or policy.lora")
-        if critic is None:
-            raise UserError("PPO with GAE needs a critic: set model.init_args.critic (SharedCritic or AdapterCritic)")
-        self.critic = critic
+        self.generation = as_dataclass(GenerationSettings, generation)
+        self.advantage, self.critic = advantage, critic if critic is not None else NoCritic()
+        self._check_components(critic)
         self.reward_table = as_dataclass(RewardTable, reward)
         self.kl_settings = as_dataclass(KLSettings, kl)
         self.ppo = as_dataclass(PPOSettings, ppo)
-        self.generation = as_dataclass(GenerationSettings, generation)
         self.optimizer_factory, self.scheduler_factory = optimizer, lr_scheduler
         self.free_text_tools = frozenset(free_text_tools)
         self.kl_coef = self.kl_settings.controller.coef
         self.rollout_metrics = ToolCallMetrics(free_text_tools=self.free_text_tools)
-        self.model = None
-        self._decoder = self._head = None
-        self.tokenizer = None
+        self.model = self.tokenizer = self.runner = None
         self.value_head: ValueHead | None = None
         self.iteration = 0
         self.last_samples: list[dict] = []
+
+    def _check_components(self, critic: Critic | None) -> None:
+        if self.policy_settings.lora is None and self.policy_settings.adapter is None:
+            raise UserError("RL trains LoRA adapters: set policy.adapter (the SFT adapter) or policy.lora")
+        name = type(self.advantage).__name__
+        if self.advantage.needs_critic and critic is None:
+            raise UserError(f"{name} needs a critic: set model.init_args.critic (SharedCritic or AdapterCritic)")
+        if not self.advantage.needs_critic and critic is not None:
+            raise UserError(f"{name} is critic-free: set model.init_args.critic: null")
+        if self.advantage.group_size > 1 and not self.generation.do_sample:
+            raise UserError(f"{name} compares {self.advantage.group_size} samples of each prompt: set "
+                            "model.init_args.generation.do_sample: true (greedy samples would all be equal)")
 
     # ------------------------------------------------------------------------------------------------ models
     def prepare_data(self) -> None:
@@ -147,7 +129,6 @@ class PPOSystem(L.LightningModule):
         device = self.trainer.strategy.root_device if self._trainer is not None else torch.device("cpu")
         self.tokenizer = load_tokenizer(self.policy_settings.checkpoint)
         self.model = prepare_for_training(load_base_model(self.policy_settings, device), self.policy_settings)
-        self._decoder, self._head = decoder_and_head(self.model)
         if self.policy_settings.adapter:
             # Reference = the SFT policy: the same adapter again, frozen, on the same 4-bit base (a few MB, no second
             # model). Disabling adapters instead would give the pre-SFT base, not the policy the paper regularises to.
@@ -156,33 +137,17 @@ class PPOSystem(L.LightningModule):
         disable_lora_dropout(self.model)  # on-policy updates: eval-mode rollouts == train-mode updates
         self.model.set_adapter("default")
         self.model.train()
+        self.runner = PolicyRunner(self.model, self.tokenizer, self.generation, self.ppo.logprob_chunk_size)
 
-    def _forward(self, rollout: Rollout, adapter: str | None, head: bool = False, with_entropy: bool = False) -> Pass:
-        """The final hidden states (b, P+R, h) under `adapter` (None: adapters off) and, with `head`, the response
-        tokens' log-probs (b, R): the output head sees the response positions only, `logprob_chunk_size` at a
-        time (Note [chunked head] in objectives/chunked.py), so no full-vocabulary logits of the batch exist."""
-        kwargs = dict(input_ids=rollout.sequences, attention_mask=rollout.attention_mask,
-                      position_ids=_position_ids(rollout.attention_mask), use_cache=False)
-        if adapter is not None:
-            self.model.set_adapter(adapter)  # note: peft makes only the active adapter trainable
-        with self.model.disable_adapter() if adapter is None else nullcontext():
-            hidden = self._decoder(**kwargs).last_hidden_state
-            if not head:
-                return Pass(hidden, None, None)
-            h = hidden[:, rollout.prompt_length - 1: -1]
-            targets = rollout.sequences[:, rollout.prompt_length:]
-            stats = head_stats(h.reshape(-1, h.size(-1)), self._head, targets.reshape(-1),
-                               self.ppo.logprob_chunk_size, with_entropy)
-        shape = targets.shape
-        return Pass(hidden, stats.logp.view(shape), None if stats.entropy is None else stats.entropy.view(shape))
-
-    def _hidden(self, rollout: Rollout, adapter: str | None) -> torch.Tensor:
-        return self._forward(rollout, adapter).hidden
+    @property
+    def _reference(self) -> str | None:
+        return REFERENCE_ADAPTER if self.policy_settings.adapter else None
 
     # -------------------------------------------------------------------------------------------- training
     def training_step(self, batch: PromptBatch, batch_idx: int) -> None:
         t0 = time.perf_counter()
-        # step 1: sample responses from the policy (eval mode, no grad)
+        # step 1: sample responses from the policy (eval mode, no grad), advantage.group_size per prompt
+        batch = batch.repeat_each(self.advantage.group_size)
         rollout = self._sample(batch)
         t1 = time.perf_counter()
         # step 2: score them with the IRM rule reward (taxonomy.classify → RewardTable)
@@ -191,16 +156,14 @@ class PPOSystem(L.LightningModule):
         # step 3: log-probs of the policy and the reference (the SFT adapter), and the critic's values
         old_logp, ref_logp, old_values = self._reference_pass(rollout)
         t3 = time.perf_counter()
-        # step 4: KL-penalised token rewards, the score on the last response token
+        # step 4: token rewards: the score on the last response token, −β·KL on every token (KL in the reward)
         mask = rollout.response_mask.float()
         kl = kl_estimate(old_logp, ref_logp, self.kl_settings.estimator) * mask
         rewards = self._token_rewards(kl, scores, mask)
-        # step 5: advantages and returns (GAE)
-        adv, returns = gae(rewards, old_values, mask, self.ppo.gamma, self.ppo.lam)
-        if self.ppo.whiten_advantages:
-            adv = whiten(adv, mask)
+        # step 5: advantages (and the critic's returns)
+        adv, returns = self.advantage.estimate(rewards, old_values, mask)
         # step 6: PPO epochs over minibatches
-        stats = self._update(rollout, old_logp, old_values, adv, returns)
+        stats = self._update(rollout, old_logp, ref_logp, old_values, adv, returns)
         t4 = time.perf_counter()
         # step 7: KL controller, logging
         seq_kl = kl.sum(1).mean().item()
@@ -210,21 +173,7 @@ class PPOSystem(L.LightningModule):
         self.iteration += 1
 
     def _sample(self, batch: PromptBatch) -> Rollout:
-        tok = self.tokenizer
-        self.model.eval()
-        self.model.set_adapter("default")
-        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            # sampling depends on (seed, iteration)
-            torch.manual_seed(self.hparams.rollout_seed * 1_000_003 + self.iteration)
-            responses = generate_responses(self.model, batch.input_ids, tok.pad_token_id, tok.eos_token_id,
-                                           self.generation)
-        if self.device.type == "cuda":
-            torch.cuda.empty_cache()  # hand the generation cache's blocks back before the passes with gradients
-        texts = [tok.decode(r, skip_special_tokens=True) for r in responses]
-        r = build_rollout(batch.input_ids, responses, tok.pad_token_id, tok.eos_token_id, texts,
-                          self.generation.max_prompt_length)
-        return Rollout(*(x.to(self.device) if torch.is_tensor(x) else x for x in (
-            r.sequences, r.attention_mask, r.response_mask, r.prompt_length, r.texts, r.stopped)))
+        return self.runner.sample(batch, self.hparams.rollout_seed * 1_000_003 + self.iteration, self.device)
 
     def _score(self, batch: PromptBatch, rollout: Rollout) -> tuple[torch.Tensor, list[str]]:
         convention = self.hparams.reward_convention
@@ -238,64 +187,68 @@ class PPOSystem(L.LightningModule):
                                  torch.full_like(scores, self.ppo.no_stop_penalty))
         self.rollout_metrics.update_classified(classified)
         self.last_samples = [{"iteration": self.iteration, "prompt_id": c.id, "response": t, "category": k,
-                              "reward": float(s)} for c, t, k, s in zip(batch.conversations, rollout.texts, cats,
-                                                                        scores)]
+                              "reward": float(s)}
+                             for c, t, k, s in zip(batch.conversations, rollout.texts, cats, scores)]
         return scores, cats
 
     @torch.no_grad()
-    def _reference_pass(self, rollout: Rollout) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        pol = self._forward(rollout, "default", head=True)
-        old_values = self.critic.values(self.value_head, self._hidden, rollout, pol.hidden)
-        ref = self._forward(rollout, REFERENCE_ADAPTER if self.policy_settings.adapter else None, head=True)
+    def _reference_pass(self, rollout: Rollout) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        pol = self.runner.forward(rollout, "default", head=True)
+        old_values = self.critic.values(self.value_head, self.runner.hidden, rollout, pol.hidden)
+        ref = self.runner.forward(rollout, self._reference, head=True)
         return pol.logp, ref.logp, old_values
 
     def _token_rewards(self, kl: torch.Tensor, scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        rewards = -self.kl_coef * kl
+        in_reward = self.kl_settings.placement == "reward"
+        rewards = -self.kl_coef * kl if in_reward else torch.zeros_like(kl)
         last = (mask.sum(1).long() - 1).clamp_min(0)
         rewards[torch.arange(len(scores)), last] += scores * (mask.sum(1) > 0)
         return rewards
 
-    def _update(self, rollout: Rollout, old_logp, old_values, adv, returns) -> dict[str, float]:
-        opt = self.optimizers()
-        sched = self.lr_schedulers()
+    def _update(self, rollout: Rollout, old_logp, ref_logp, old_values, adv, returns) -> dict[str, float]:
+        opt, sched = self.optimizers(), self.lr_schedulers()
         self.model.train()
         n = rollout.sequences.size(0)
         sums: dict[str, float] = {}
         steps = 0
-        # minibatch order per iteration
-        g = torch.Generator().manual_seed(self.hparams.rollout_seed * 7_919 + self.iteration)
+        g = torch.Generator().manual_seed(self.hparams.rollout_seed * 7_919 + self.iteration)  # minibatch order
         for _ in range(self.ppo.ppo_epochs):
             for idx in torch.randperm(n, generator=g).split(self.ppo.minibatch_size):
                 mb = Rollout(rollout.sequences[idx], rollout.attention_mask[idx], rollout.response_mask[idx],
                              rollout.prompt_length, (), rollout.stopped[idx])
-                stats = self._minibatch_step(opt, mb, old_logp[idx], old_values[idx], adv[idx], returns[idx])
+                stats = self._minibatch_step(opt, mb, old_logp[idx], ref_logp[idx], _rows(old_values, idx),
+                                             adv[idx], _rows(returns, idx))
                 for k, v in stats.items():
                     sums[k] = sums.get(k, 0.0) + v
                 steps += 1
                 sched.step()
         return {k: v / max(1, steps) for k, v in sums.items()}
 
-    def _minibatch_step(self, opt, mb: Rollout, old_logp, old_values, adv, returns) -> dict[str, float]:
+    def _minibatch_step(self, opt, mb: Rollout, old_logp, ref_logp, old_values, adv, returns) -> dict[str, float]:
         mask = mb.response_mask.float()
+        how = self.ppo.loss_aggregation
         opt.zero_grad()
-        out = self._forward(mb, "default", head=True, with_entropy=True)
-        pg_loss, clipfrac, approx_kl = clipped_policy_loss(out.logp, old_logp, adv, mask, self.ppo.clip)
-        entropy = masked_mean(out.entropy, mask)
-        vf_loss, vf_clipfrac = self.critic.backward(self.value_head, self.manual_backward, self._hidden, mb,
-                                                    out.hidden, pg_loss, old_values, returns, mask)
-        actor_norm, critic_norm = clip_each_group(opt.param_groups, self.ppo.max_grad_norm)
+        out = self.runner.forward(mb, "default", head=True, with_entropy=True)
+        pg_loss, clipfrac, approx_kl = clipped_policy_loss(out.logp, old_logp, adv, mask, self.ppo.clip, how)
+        kl_loss = aggregate(kl_estimate(out.logp, ref_logp, "k3"), mask, how)  # β·k3 in the loss, if placed there
+        loss = pg_loss + self.kl_coef * kl_loss if self.kl_settings.placement == "loss" else pg_loss
+        vf_loss, vf_clipfrac = self.critic.backward(self.value_head, self.manual_backward, self.runner.hidden, mb,
+                                                    out.hidden, loss, old_values, returns, mask)
+        norms = clip_each_group(opt.param_groups, self.ppo.max_grad_norm) + [0.0]
         opt.step()
         return {"policy_loss": pg_loss.item(), "value_loss": vf_loss.item(), "clipfrac": clipfrac.item(),
-                "approx_kl": approx_kl.item(), "entropy": entropy.item(), "value_clipfrac": vf_clipfrac.item(),
-                "actor_grad_norm": actor_norm, "critic_grad_norm": critic_norm}
+                "approx_kl": approx_kl.item(), "entropy": masked_mean(out.entropy, mask).item(),
+                "value_clipfrac": vf_clipfrac.item(), "kl_loss": kl_loss.item(), "actor_grad_norm": norms[0],
+                "critic_grad_norm": norms[1]}
 
     def _log_iteration(self, scores, categories, rollout: Rollout, seq_kl, values, returns, mask, stats, times) -> None:
-        var_r = masked_var(returns, mask)
-        explained = 1 - masked_var(returns - values, mask) / var_r.clamp_min(1e-8)
         logs = {"reward/mean": scores.mean().item(), "ppo/kl": seq_kl, "ppo/kl_coef": self.kl_coef,
-                "ppo/explained_variance": explained.item(), "rollout/response_length": mask.sum(1).mean().item(),
+                "rollout/response_length": mask.sum(1).mean().item(),
                 "rollout/no_stop_frac": 1 - rollout.stopped.float().mean().item(),
                 **{f"ppo/{k}": v for k, v in stats.items()}, **{f"time/{k}": v for k, v in times.items()}}
+        if values is not None:
+            explained = 1 - masked_var(returns - values, mask) / masked_var(returns, mask).clamp_min(1e-8)
+            logs["ppo/explained_variance"] = explained.item()
         logs.update({f"reward/{k}": float(v) for k, v in self.rollout_metrics.compute().items()})
         self.rollout_metrics.reset()
         self.log_dict(logs, on_step=True, batch_size=len(categories))
@@ -303,8 +256,10 @@ class PPOSystem(L.LightningModule):
     # ------------------------------------------------------------------------------------------ optimizers
     def _param_groups(self) -> list[dict]:
         actor = [p for n, p in self.model.named_parameters() if "lora_" in n and ".default." in n]
-        critic = list(self.value_head.parameters()) + self.critic.adapter_parameters(self.model)
-        return [{"params": actor, "lr": self.hparams.actor_lr}, {"params": critic, "lr": self.hparams.critic_lr}]
+        groups = [{"params": actor, "lr": self.hparams.actor_lr}]
+        critic = (list(self.value_head.parameters()) if self.value_head is not None else []) + \
+            self.critic.adapter_parameters(self.model)
+        return groups + ([{"params": critic, "lr": self.hparams.critic_lr}] if critic else [])
 
     def configure_optimizers(self):
         for n, p in self.model.named_parameters():
@@ -318,7 +273,6 @@ class PPOSystem(L.LightningModule):
     # ------------------------------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # trainable adapters + value head only (the frozen reference adapter is reloaded from the SFT directory)
-        # noqa: E731
         def keep(k: str) -> bool:
             return ("lora_" in k and f".{REFERENCE_ADAPTER}." not in k) or k.startswith("value_head.")
 
@@ -336,3 +290,7 @@ class PPOSystem(L.LightningModule):
             self.iteration = int(state["iteration"])
             random.setstate(state["python_rng"])
             torch.set_rng_state(state["torch_rng"])
+
+
+def _rows(x: torch.Tensor | None, idx: torch.Tensor) -> torch.Tensor | None:
+    return None if x is None else x[idx]

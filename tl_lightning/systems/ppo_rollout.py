@@ -1,11 +1,16 @@
-"""PPO pieces: the `Rollout` record, the PPO settings, sequence assembly, token log-probs, per-group clipping."""
+"""RL pieces: the `Rollout` record, the PPO and KL settings, sequence assembly, token log-probs (the full-logits
+reference implementation), per-group gradient clipping."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
+
+from tl_lightning.objectives.kl import FixedKLController, KLController
+from tl_lightning.objectives.ppo import Aggregation
 
 
 @dataclass(frozen=True)
@@ -33,12 +38,8 @@ class PPOSettings:
     """Sequences per gradient step."""
     clip: float = 0.2
     """Policy ratio clip ε."""
-    gamma: float = 1.0
-    """Discount."""
-    lam: float = 0.95
-    """GAE λ."""
-    whiten_advantages: bool = False
-    """Normalise advantages per batch (the paper code does not)."""
+    loss_aggregation: Aggregation = "token"
+    """"token": mean over all response tokens of a minibatch; "sequence": mean of per-response means (GRPO paper)."""
     reward_clip: float = 5.0
     """Clip the rule reward to ±reward_clip (a no-op for the default table, as in the paper code)."""
     no_stop_penalty: float | None = None
@@ -47,6 +48,32 @@ class PPOSettings:
     """Response positions whose vocabulary logits exist at once (log-probs, entropy); null: the whole batch."""
     max_grad_norm: float = 1.0
     """Gradient-norm clip, applied to the actor's and the critic's parameters separately (as the paper code)."""
+
+
+@dataclass
+class KLSettings:
+    """The KL penalty to the reference (SFT) policy."""
+
+    controller: KLController = field(default_factory=FixedKLController)
+    """How β moves: `FixedKLController` (the paper code: β = 0.4) or `AdaptiveKLController` (Ziegler et al.)."""
+    estimator: Literal["k1", "k3"] = "k1"
+    """In the reward: k1 = log π − log π_ref (paper code) or k3 (non-negative, lower variance)."""
+    placement: Literal["reward", "loss"] = "reward"
+    """"reward": −β·KL on every response token's reward (PPO, the paper); "loss": β·k3(π, π_ref) added to the
+    policy loss, aggregated like it (the GRPO papers); the reward is then the rule score alone."""
+
+
+class Pass(NamedTuple):
+    """One forward of a rollout: final hidden states (b, P+R, h); response log-probs and entropy (b, R) or None."""
+
+    hidden: torch.Tensor
+    logp: torch.Tensor | None
+    entropy: torch.Tensor | None
+
+
+def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Left padding: positions count real tokens only, exactly as `generate` computes them."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
 
 
 def build_rollout(prompt_ids: list[list[int]], responses: list[list[int]], pad_id: int, eos_id: int,

@@ -1,0 +1,343 @@
+"""Peak memory of one SFT optimizer step and one PPO iteration, measured beside the analytical model
+(benchmarks/memory_model.py), for a model shape with random weights loaded through the NF4 + LoRA path.
+
+    python -m benchmarks.memory                       # CPU validation: small shapes, model vs measured
+    python -m benchmarks.memory --before-after        # the PPO / SFT memory changes at SmolLM2's shape
+    python -m benchmarks.memory --project             # the modelled 7B table (CodeLlama-7B, NF4 + LoRA r16)
+    python -m benchmarks.memory --shape codellama7b --seq 2048 --bf16 --grad-ckpt   # on a GPU
+
+Every measurement runs in its own child process. On CUDA the peak is `torch.cuda.max_memory_allocated` above the
+allocation after setup; on CPU it is the peak resident set size during the step (sampled every millisecond)
+above the resident size after setup, with freed heap returned to the system first (malloc_trim).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from benchmarks.memory_model import SHAPES, GiB, Run, ppo_iteration, sft_step, weight_bytes
+
+MiB = 1024 ** 2
+
+
+# ------------------------------------------------------------------------------------------------- measuring
+class PeakRSS:
+    """The largest resident set size seen while the context is open (a sampling thread, /proc/self/statm)."""
+
+    def __init__(self, period_s: float = 0.001) -> None:
+        self.period_s, self.peak, self._stop = period_s, 0, threading.Event()
+        self.page = os.sysconf("SC_PAGE_SIZE")
+
+    def rss(self) -> int:
+        return int(open("/proc/self/statm").read().split()[1]) * self.page
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.rss())
+            time.sleep(self.period_s)
+
+    def __enter__(self):
+        self.peak = self.rss()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self.rss())
+
+
+def _trim() -> None:
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except OSError:
+        pass
+
+
+def measure(fn) -> float:
+    """Bytes above the post-setup baseline that `fn()` peaks at (CUDA allocator or CPU resident set)."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+        base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        fn()
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() - base
+    _trim()
+    with PeakRSS() as p:
+        base = p.rss()
+        fn()
+    return p.peak - base
+
+
+# ------------------------------------------------------------------------------------------------ checkpoints
+def build_checkpoint(shape_name: str, out: Path) -> Path:
+    """A random Llama of the shape, saved with the tiny ToolWorld tokenizer (token ids only index its first rows)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from tl_lightning.models.tiny import build_tokenizer, tokenizer_corpus
+
+    s = SHAPES[shape_name]
+    tok = build_tokenizer(tokenizer_corpus(), 1024)
+    cfg = LlamaConfig(vocab_size=max(s.vocab, len(tok)), hidden_size=s.hidden, intermediate_size=s.intermediate,
+                      num_hidden_layers=s.layers, num_attention_heads=s.heads, num_key_value_heads=s.kv_heads,
+                      max_position_embeddings=8192, tie_word_embeddings=s.tied, bos_token_id=1, eos_token_id=2,
+                      pad_token_id=0)
+    torch.manual_seed(0)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    with torch.device(device):
+        model = LlamaForCausalLM(cfg).to(torch.bfloat16 if device == "cuda" else torch.float32)
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- child: SFT
+def child_sft(spec: dict) -> dict:
+    import torch
+
+    from tl_lightning.systems.sft import SFTSystem
+
+    run = Run(**spec["run"])
+    system = SFTSystem(_settings(spec, run), loss_chunk_size=spec["chunk"])
+    system.configure_model()
+    device = next(system.model.parameters()).device
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(3, 1000, (run.batch, run.seq), generator=g)
+    labels = torch.full_like(ids, -100)
+    trained = int(run.seq * spec["trained_share"])
+    labels[:, -trained:] = ids[:, -trained:]  # the answer turns at the end, as in tool-use data
+    tensors = {"input_ids": ids, "labels": labels, "attention_mask": torch.ones_like(ids),
+               "weights": torch.ones(ids.shape), "key_mask": torch.zeros_like(ids).bool()}
+    batch = {k: v.to(device) for k, v in tensors.items()}
+    opt = torch.optim.AdamW([p for p in system.parameters() if p.requires_grad], lr=1e-4)
+
+    def step():
+        out = system._losses(batch)
+        (out["weighted_sum"] / out["weight_total"]).backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    return {"measured": measure(step)}
+
+
+def _settings(spec: dict, run: Run):
+    from tl_lightning.models.loading import LoraSettings, ModelSettings
+
+    return ModelSettings(checkpoint=spec["checkpoint"], quantization="nf4",
+                         compute_dtype="bfloat16" if run.dtype_bytes == 2 else "float32",
+                         lora=LoraSettings(r=run.lora_r, alpha=2 * run.lora_r, dropout=0.0),
+                         gradient_checkpointing=run.grad_ckpt)
+
+
+# ---------------------------------------------------------------------------------------------- child: PPO
+def child_ppo(spec: dict) -> dict:
+    import torch
+
+    from tl_lightning.data.batches import PromptBatch
+    from tl_lightning.data.steps import all_step_prompts
+    from tl_lightning.data.toolworld import ToolWorld
+    from tl_lightning.systems.critics import AdapterCritic, SharedCritic
+
+    run = Run(**spec["run"])
+    from tl_lightning.systems.ppo import PPOSystem
+
+    cls = LegacyPPOSystem() if spec["legacy"] else PPOSystem
+    system = cls(_settings(spec, run), critic=AdapterCritic() if spec["adapter_critic"] else SharedCritic(),
+                 generation={"max_new_tokens": spec["new_tokens"], "do_sample": True},
+                 ppo={"ppo_epochs": 1, "minibatch_size": run.batch, "logprob_chunk_size": run.head_positions})
+    system.configure_model()
+    opt = torch.optim.AdamW(system._param_groups())
+    system.optimizers = lambda: opt
+    system.lr_schedulers = lambda: torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    system.manual_backward = lambda loss: loss.backward()
+    prompts = all_step_prompts(ToolWorld().split("memory", spec["rollout_batch"] * 2))[: spec["rollout_batch"]]
+    g = torch.Generator().manual_seed(0)
+    batch = PromptBatch([torch.randint(3, 1000, (spec["prompt"],), generator=g).tolist() for _ in prompts],
+                        prompts, [""] * len(prompts))
+    system.runner.tokenizer = NeverStops(system.tokenizer)  # every response gets exactly new_tokens tokens
+
+    def iteration():
+        rollout = system._sample(batch)
+        scores, _ = system._score(batch, rollout)
+        old_logp, ref_logp, old_values = system._reference_pass(rollout)
+        mask = rollout.response_mask.float()
+        rewards = system._token_rewards((old_logp - ref_logp) * mask, scores, mask)
+        adv, returns = system.advantage.estimate(rewards, old_values, mask)
+        system._update(rollout, old_logp, ref_logp, old_values, adv, returns)
+
+    return {"measured": measure(iteration)}
+
+
+class NeverStops:
+    """The tokenizer as generation and decoding see it, with an end-of-sequence id no model emits."""
+
+    def __init__(self, tok) -> None:
+        self.tok, self.pad_token_id, self.eos_token_id = tok, tok.pad_token_id, 10 ** 9
+
+    def decode(self, ids, **kwargs) -> str:
+        return self.tok.decode([i for i in ids if i < len(self.tok)], **kwargs)
+
+
+def LegacyPPOSystem():  # noqa: N802 - a class factory (imports stay in the child)
+    """The PPO forward as it was before the memory change: every layer's hidden states and full-vocabulary logits
+    of the whole sequence, for the before/after figure."""
+    from tl_lightning.systems.policy import PolicyRunner
+    from tl_lightning.systems.ppo import PPOSystem
+    from tl_lightning.systems.ppo_rollout import Pass, entropy_from_logits, position_ids, response_logprobs
+
+    class LegacyRunner(PolicyRunner):
+        def forward(self, rollout, adapter, head=False, with_entropy=False):
+            kwargs = dict(input_ids=rollout.sequences, attention_mask=rollout.attention_mask,
+                          position_ids=position_ids(rollout.attention_mask), use_cache=False,
+                          output_hidden_states=True)
+            if adapter is None:
+                with self.model.disable_adapter():
+                    out = self.model(**kwargs)
+            else:
+                self.model.set_adapter(adapter)
+                out = self.model(**kwargs)
+            logp = response_logprobs(out.logits, rollout.sequences, rollout.prompt_length) if head else None
+            ent = entropy_from_logits(out.logits.detach(), rollout.prompt_length) if with_entropy else None
+            return Pass(out.hidden_states[-1], logp, ent)
+
+    class Legacy(PPOSystem):
+        def configure_model(self):
+            super().configure_model()
+            self.runner = LegacyRunner(self.model, self.tokenizer, self.generation, None)
+
+    return Legacy
+
+
+# -------------------------------------------------------------------------------------------------- parent
+def run_child(kind: str, spec: dict) -> dict:
+    # Fixed mmap threshold: glibc otherwise raises it as large blocks are freed, serves later tensors from a heap
+    # it never shrinks, and the resident set then reports freed memory as used.
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(256 * 1024), "MALLOC_TRIM_THRESHOLD_": str(1024 * 1024)}
+    out = subprocess.run([sys.executable, "-m", "benchmarks.memory", "--child", kind, json.dumps(spec)],
+                         capture_output=True, text=True, env=env)
+    line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT ")), None)
+    if line is None:
+        raise RuntimeError(f"child failed:\n{out.stderr[-3000:]}")
+    return json.loads(line[len("RESULT "):])
+
+
+def row(label: str, measured: float, modelled: dict) -> dict:
+    total = sum(v for k, v in modelled.items() if k != "peak_stage") if "peak_stage" not in modelled \
+        else modelled["peak_stage"]
+    return {"case": label, "measured_MiB": round(measured / MiB, 1), "modelled_MiB": round(total / MiB, 1),
+            "measured_over_modelled": round(measured / max(1.0, total), 3),
+            "modelled_terms_MiB": {k: round(v / MiB, 1) for k, v in modelled.items()}}
+
+
+def sft_case(ckpt: str, shape: str, run: Run, chunk: int | None, trained_share: float) -> dict:
+    spec = {"checkpoint": ckpt, "run": asdict(run), "chunk": chunk, "trained_share": trained_share}
+    measured = run_child("sft", spec)["measured"]
+    modelled = sft_step(SHAPES[shape], replace(run, head_positions=chunk),
+                        trained_positions=int(run.batch * run.seq * trained_share))
+    label = f"SFT {shape} b{run.batch}×{run.seq} {'chunk ' + str(chunk) if chunk else 'full logits'}"
+    return row(label, measured, modelled)
+
+
+def ppo_case(ckpt: str, shape: str, run: Run, prompt: int, new: int, rollout_batch: int, adapter_critic: bool,
+             legacy: bool) -> dict:
+    spec = {"checkpoint": ckpt, "run": asdict(run), "prompt": prompt, "new_tokens": new,
+            "rollout_batch": rollout_batch, "adapter_critic": adapter_critic, "legacy": legacy}
+    measured = run_child("ppo", spec)["measured"]
+    modelled = ppo_iteration(SHAPES[shape], run, prompt, new, rollout_batch, adapter_critic, lean=not legacy)
+    label = (f"PPO {shape} prompt {prompt}+{new} batch {rollout_batch} (mb {run.batch}) "
+             f"{'adapter' if adapter_critic else 'shared'} critic, {'before' if legacy else 'now'}")
+    return row(label, measured, modelled)
+
+
+def validation(tmp: Path) -> list[dict]:
+    rows = []
+    for shape in ("tiny", "h256l4"):
+        ckpt = str(build_checkpoint(shape, tmp / shape))
+        for b, t in ((4, 512), (4, 1024), (8, 1024)):
+            rows.append(sft_case(ckpt, shape, Run(b, t, lora_r=8, dtype_bytes=4), None, 0.25))
+        rows.append(sft_case(ckpt, shape, Run(4, 1024, lora_r=8, dtype_bytes=4, grad_ckpt=True), None, 0.25))
+        rows.append(ppo_case(ckpt, shape, Run(4, 0, lora_r=8, dtype_bytes=4, head_positions=1024), 512, 32, 8,
+                             False, False))
+    return rows
+
+
+def before_after(tmp: Path) -> list[dict]:
+    ckpt = str(build_checkpoint("smollm2", tmp / "smollm2"))
+    rows = [sft_case(ckpt, "smollm2", Run(2, 1024, lora_r=8, dtype_bytes=4), chunk, 0.25) for chunk in (None, 256)]
+    for legacy in (True, False):
+        rows.append(ppo_case(ckpt, "smollm2", Run(2, 0, lora_r=8, dtype_bytes=4, head_positions=256), 512, 24, 4,
+                             False, legacy))
+    return rows
+
+
+def projection() -> list[dict]:
+    s, rows = SHAPES["codellama7b"], []
+    weights = sum(weight_bytes(s).values())
+    for seq in (2048, 4096):
+        for chunk in (None, 1024):
+            run = Run(1, seq, lora_r=16, dtype_bytes=2, grad_ckpt=True, head_positions=chunk)
+            total = weights + sum(sft_step(s, run, trained_positions=seq // 4).values())
+            head = f"chunk {chunk}" if chunk else "full logits"
+            rows.append({"case": f"SFT seq {seq}, batch 1, grad ckpt, {head}", "modelled_GiB": round(total / GiB, 2)})
+    for adapter_critic in (False, True):
+        for lean in (False, True):
+            run = Run(4, 0, lora_r=16, dtype_bytes=2, grad_ckpt=True, head_positions=1024)
+            stages = ppo_iteration(s, run, 1024, 256, 8, adapter_critic, lean=lean)
+            rows.append({"case": f"PPO prompt 1024 + 256, batch 8 (minibatch 4), grad ckpt, "
+                                 f"{'adapter' if adapter_critic else 'shared'} critic, {'now' if lean else 'before'}",
+                         "modelled_GiB": round((weights + stages["peak_stage"]) / GiB, 2)})
+    return [{"weights_GiB": round(weights / GiB, 2), **r} for r in rows]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--child", nargs=2, metavar=("KIND", "SPEC"), help=argparse.SUPPRESS)
+    ap.add_argument("--before-after", action="store_true")
+    ap.add_argument("--project", action="store_true")
+    ap.add_argument("--shape", choices=sorted(SHAPES), default=None, help="one SFT + one PPO case at this shape")
+    ap.add_argument("--seq", type=int, default=1024)
+    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--bf16", action="store_true")
+    ap.add_argument("--grad-ckpt", action="store_true")
+    a = ap.parse_args()
+    if a.child:
+        kind, spec = a.child
+        print("RESULT " + json.dumps((child_sft if kind == "sft" else child_ppo)(json.loads(spec))), flush=True)
+        return
+    import torch
+
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU, {torch.get_num_threads()} threads"
+    if a.project:
+        print(json.dumps({"device": "modelled (no measurement)", "rows": projection()}, indent=1))
+        return
+    with tempfile.TemporaryDirectory() as d:
+        if a.shape:
+            ckpt = str(build_checkpoint(a.shape, Path(d) / a.shape))
+            run = Run(a.batch, a.seq, 16, 2 if a.bf16 else 4, a.grad_ckpt, 1024)
+            rows = [sft_case(ckpt, a.shape, run, 1024, 0.25),
+                    ppo_case(ckpt, a.shape, replace(run, batch=4), 1024, 256, 8, False, False)]
+        else:
+            rows = before_after(Path(d)) if a.before_after else validation(Path(d))
+    print(json.dumps({"device": device, "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
