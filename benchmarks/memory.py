@@ -252,7 +252,8 @@ def sft_case(ckpt: str, shape: str, run: Run, chunk: int | None, trained_share: 
     measured = run_child("sft", spec)["measured"]
     modelled = sft_step(SHAPES[shape], replace(run, head_positions=chunk),
                         trained_positions=int(run.batch * run.seq * trained_share))
-    label = f"SFT {shape} b{run.batch}×{run.seq} {'chunk ' + str(chunk) if chunk else 'full logits'}"
+    label = (f"SFT {shape} b{run.batch}×{run.seq} {'chunk ' + str(chunk) if chunk else 'full logits'}"
+             f"{', grad ckpt' if run.grad_ckpt else ''}")
     return row(label, measured, modelled)
 
 
@@ -304,6 +305,10 @@ def projection() -> list[dict]:
             rows.append({"case": f"PPO prompt 1024 + 256, batch 8 (minibatch 4), grad ckpt, "
                                  f"{'adapter' if adapter_critic else 'shared'} critic, {'now' if lean else 'before'}",
                          "modelled_GiB": round((weights + stages["peak_stage"]) / GiB, 2)})
+    run = Run(4, 0, lora_r=16, dtype_bytes=2, grad_ckpt=True, head_positions=1024)
+    grpo = ppo_iteration(s, run, 1024, 256, 32, adapter_critic=False)
+    rows.append({"case": "GRPO prompt 1024 + 256, 8 prompts × 4 samples (minibatch 4), grad ckpt, no critic",
+                 "modelled_GiB": round((weights + grpo["peak_stage"]) / GiB, 2)})
     return [{"weights_GiB": round(weights / GiB, 2), **r} for r in rows]
 
 

@@ -87,14 +87,14 @@ def logits_bytes(s: Shape, run: Run, positions: int) -> float:
 def sft_step(s: Shape, run: Run, trained_positions: int | None = None) -> dict[str, float]:
     """Peak memory above the loaded model of one SFT optimizer step (forward, backward, AdamW step)."""
     tokens = run.batch * run.seq
-    if run.grad_ckpt:
-        acts = s.layers * tokens * s.hidden * run.dtype_bytes + layer_activation_bytes(s, run, tokens)
-    else:
-        acts = s.layers * layer_activation_bytes(s, run, tokens)
     positions = tokens if run.head_positions is None else (trained_positions or tokens)
-    n_lora = lora_params(s, run.lora_r)
-    return {"activations": acts, "hidden_and_final_norm": tokens * s.hidden * (run.dtype_bytes + 8),
-            "logits": logits_bytes(s, run, positions), "lora_grads_and_adam": n_lora * 12}
+    logits = logits_bytes(s, run, positions)
+    common = {"hidden_and_final_norm": tokens * s.hidden * (run.dtype_bytes + 8),
+              "lora_grads_and_adam": lora_params(s, run.lora_r) * 12}
+    if run.grad_ckpt:  # the logits are gone before backward recomputes the first layer: the larger of the two
+        return {"checkpointed_layer_inputs": s.layers * tokens * s.hidden * run.dtype_bytes,
+                "logits_or_one_recomputed_layer": max(logits, layer_activation_bytes(s, run, tokens)), **common}
+    return {"activations": s.layers * layer_activation_bytes(s, run, tokens), "logits": logits, **common}
 
 
 def ppo_iteration(s: Shape, run: Run, prompt: int, new_tokens: int, rollout_batch: int, adapter_critic: bool,
@@ -111,12 +111,10 @@ def ppo_iteration(s: Shape, run: Run, prompt: int, new_tokens: int, rollout_batc
     else:  # every layer's hidden states and full-vocabulary logits of the whole sequence
         passes = one_layer + (s.layers + 1) * rollout_batch * total * s.hidden * d \
             + logits_bytes(s, replace(run, head_positions=None), rollout_batch * total)
-    update_run = replace(run, batch=run.batch, seq=total)
+    update_run = replace(run, batch=run.batch, seq=total, head_positions=run.head_positions if lean else None)
     update = sft_step(s, update_run, trained_positions=run.batch * new_tokens)
-    if not lean:
-        update["logits"] = logits_bytes(s, replace(run, head_positions=None), run.batch * total)
-        if run.grad_ckpt:  # output_hidden_states keeps every layer's output, which checkpointing would drop
-            update["activations"] += s.layers * run.batch * total * s.hidden * d
+    if not lean and run.grad_ckpt:  # output_hidden_states keeps every layer's output, which checkpointing drops
+        update["checkpointed_layer_inputs"] *= 2
     n_lora = lora_params(s, run.lora_r) * (2 if adapter_critic else 1)
     update["lora_grads_and_adam"] = n_lora * 12
     return {"generation_kv_cache": cache, "reference_and_value_passes": passes,
