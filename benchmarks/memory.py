@@ -3,6 +3,7 @@
 
     python -m benchmarks.memory                       # CPU validation: small shapes, model vs measured
     python -m benchmarks.memory --before-after        # the PPO / SFT memory changes at SmolLM2's shape
+    python -m benchmarks.memory --rl                  # PPO (shared / adapter critic) vs GRPO, one rollout budget
     python -m benchmarks.memory --project             # the modelled 7B table (CodeLlama-7B, NF4 + LoRA r16)
     python -m benchmarks.memory --shape codellama7b --seq 2048 --bf16 --grad-ckpt   # on a GPU
 
@@ -154,24 +155,29 @@ def child_ppo(spec: dict) -> dict:
     from tl_lightning.data.batches import PromptBatch
     from tl_lightning.data.steps import all_step_prompts
     from tl_lightning.data.toolworld import ToolWorld
+    from tl_lightning.objectives.estimators import GAE, GRPO
     from tl_lightning.systems.critics import AdapterCritic, SharedCritic
-
-    run = Run(**spec["run"])
     from tl_lightning.systems.ppo import PPOSystem
 
+    run = Run(**spec["run"])
+
     cls = LegacyPPOSystem() if spec["legacy"] else PPOSystem
-    system = cls(_settings(spec, run), critic=AdapterCritic() if spec["adapter_critic"] else SharedCritic(),
+    group = spec.get("group_size", 1)
+    critic = None if group > 1 else AdapterCritic() if spec["adapter_critic"] else SharedCritic()
+    system = cls(_settings(spec, run), critic=critic, advantage=GRPO(group_size=group) if group > 1 else GAE(),
                  generation={"max_new_tokens": spec["new_tokens"], "do_sample": True},
-                 ppo={"ppo_epochs": 1, "minibatch_size": run.batch, "logprob_chunk_size": run.head_positions})
+                 ppo={"ppo_epochs": 1, "minibatch_size": run.batch, "logprob_chunk_size": run.head_positions,
+                      "rollout_chunk_size": spec.get("rollout_chunk")})
     system.configure_model()
     opt = torch.optim.AdamW(system._param_groups())
     system.optimizers = lambda: opt
     system.lr_schedulers = lambda: torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
     system.manual_backward = lambda loss: loss.backward()
-    prompts = all_step_prompts(ToolWorld().split("memory", spec["rollout_batch"] * 2))[: spec["rollout_batch"]]
+    n = spec["rollout_batch"] // group
+    prompts = all_step_prompts(ToolWorld().split("memory", n * 2))[:n]
     g = torch.Generator().manual_seed(0)
     batch = PromptBatch([torch.randint(3, 1000, (spec["prompt"],), generator=g).tolist() for _ in prompts],
-                        prompts, [""] * len(prompts))
+                        prompts, [""] * len(prompts)).repeat_each(group)
     system.runner.tokenizer = NeverStops(system.tokenizer)  # every response gets exactly new_tokens tokens
 
     def iteration():
@@ -268,6 +274,29 @@ def ppo_case(ckpt: str, shape: str, run: Run, prompt: int, new: int, rollout_bat
     return row(label, measured, modelled)
 
 
+def grpo_case(ckpt: str, shape: str, run: Run, prompt: int, new: int, prompts: int, group: int,
+              chunk: int | None) -> dict:
+    spec = {"checkpoint": ckpt, "run": asdict(run), "prompt": prompt, "new_tokens": new,
+            "rollout_batch": prompts * group, "adapter_critic": False, "legacy": False, "group_size": group,
+            "rollout_chunk": chunk}
+    measured = run_child("ppo", spec)["measured"]
+    modelled = ppo_iteration(SHAPES[shape], run, prompt, new, prompts * group, False, rollout_chunk=chunk)
+    label = (f"GRPO {shape} prompt {prompt}+{new} {prompts} prompts × {group} (mb {run.batch}) no critic"
+             f"{f', rollout chunk {chunk}' if chunk else ''}")
+    return row(label, measured, modelled)
+
+
+def rl_methods(tmp: Path) -> list[dict]:
+    """PPO (shared / adapter critic) vs GRPO at the same shape and rollout budget, and GRPO with 4× the prompts,
+    whole-batch vs chunked rollouts."""
+    ckpt = str(build_checkpoint("h256l4", tmp / "h256l4"))
+    run = Run(4, 0, lora_r=8, dtype_bytes=4, head_positions=1024)
+    rows = [ppo_case(ckpt, "h256l4", run, 768, 32, 8, critic, False) for critic in (False, True)]
+    rows += [grpo_case(ckpt, "h256l4", run, 768, 32, prompts, 4, chunk)
+             for prompts, chunk in ((2, None), (8, None), (8, 8))]
+    return rows
+
+
 def validation(tmp: Path) -> list[dict]:
     rows = []
     for shape in ("tiny", "h256l4"):
@@ -306,9 +335,11 @@ def projection() -> list[dict]:
                                  f"{'adapter' if adapter_critic else 'shared'} critic, {'now' if lean else 'before'}",
                          "modelled_GiB": round((weights + stages["peak_stage"]) / GiB, 2)})
     run = Run(4, 0, lora_r=16, dtype_bytes=2, grad_ckpt=True, head_positions=1024)
-    grpo = ppo_iteration(s, run, 1024, 256, 32, adapter_critic=False)
-    rows.append({"case": "GRPO prompt 1024 + 256, 8 prompts × 4 samples (minibatch 4), grad ckpt, no critic",
-                 "modelled_GiB": round((weights + grpo["peak_stage"]) / GiB, 2)})
+    for prompts, chunk in ((2, None), (8, None), (8, 8)):  # 2 × 4 = PPO's rollout budget
+        grpo = ppo_iteration(s, run, 1024, 256, prompts * 4, adapter_critic=False, rollout_chunk=chunk)
+        rows.append({"case": f"GRPO prompt 1024 + 256, {prompts} prompts × 4 samples (minibatch 4), grad ckpt, "
+                             f"no critic{f', rollout_chunk_size {chunk}' if chunk else ''}",
+                     "modelled_GiB": round((weights + grpo["peak_stage"]) / GiB, 2)})
     return [{"weights_GiB": round(weights / GiB, 2), **r} for r in rows]
 
 
@@ -317,6 +348,7 @@ def main() -> None:
     ap.add_argument("--child", nargs=2, metavar=("KIND", "SPEC"), help=argparse.SUPPRESS)
     ap.add_argument("--before-after", action="store_true")
     ap.add_argument("--project", action="store_true")
+    ap.add_argument("--rl", action="store_true", help="PPO vs GRPO memory per iteration (h256 L4, CPU-sized)")
     ap.add_argument("--shape", choices=sorted(SHAPES), default=None, help="one SFT + one PPO case at this shape")
     ap.add_argument("--seq", type=int, default=1024)
     ap.add_argument("--batch", type=int, default=1)
@@ -340,7 +372,7 @@ def main() -> None:
             rows = [sft_case(ckpt, a.shape, run, 1024, 0.25),
                     ppo_case(ckpt, a.shape, replace(run, batch=4), 1024, 256, 8, False, False)]
         else:
-            rows = before_after(Path(d)) if a.before_after else validation(Path(d))
+            rows = (before_after if a.before_after else rl_methods if a.rl else validation)(Path(d))
     print(json.dumps({"device": device, "rows": rows}, indent=1))
 
 

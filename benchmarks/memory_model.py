@@ -98,16 +98,18 @@ def sft_step(s: Shape, run: Run, trained_positions: int | None = None) -> dict[s
 
 
 def ppo_iteration(s: Shape, run: Run, prompt: int, new_tokens: int, rollout_batch: int, adapter_critic: bool,
-                  lean: bool = True) -> dict[str, float]:
+                  lean: bool = True, rollout_chunk: int | None = None) -> dict[str, float]:
     """Peak memory above the loaded model of one PPO iteration: the largest of its stages (generation, the no-grad
-    reference/value passes, a minibatch update) plus what lives across them (rollout tensors, optimizer state)."""
+    reference/value passes, a minibatch update) plus what lives across them (rollout tensors, optimizer state).
+    `rollout_chunk` (PPOSettings.rollout_chunk_size): sequences generated and passed without gradient at once."""
     kv = s.hidden // s.heads * s.kv_heads
     d, total = run.dtype_bytes, prompt + new_tokens
-    cache = 2 * s.layers * rollout_batch * total * kv * d
-    one_layer = rollout_batch * total * (4 * s.hidden + 3 * s.intermediate) * d  # transient, no grad
+    at_once = min(rollout_batch, rollout_chunk or rollout_batch)
+    cache = 2 * s.layers * at_once * total * kv * d
+    one_layer = at_once * total * (4 * s.hidden + 3 * s.intermediate) * d  # transient, no grad
     if lean:  # final hidden state only, head on response positions in chunks
-        passes = one_layer + rollout_batch * total * s.hidden * d + logits_bytes(s, replace(run, batch=1),
-                                                                                 rollout_batch * new_tokens)
+        passes = one_layer + at_once * total * s.hidden * d + logits_bytes(s, replace(run, batch=1),
+                                                                           at_once * new_tokens)
     else:  # every layer's hidden states and full-vocabulary logits of the whole sequence
         passes = one_layer + (s.layers + 1) * rollout_batch * total * s.hidden * d \
             + logits_bytes(s, replace(run, head_positions=None), rollout_batch * total)

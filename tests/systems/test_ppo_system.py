@@ -23,11 +23,11 @@ ZERO = RewardTable(**dict.fromkeys(RewardTable.__dataclass_fields__, 0.0))
 CRITICS = {"shared": SharedCritic(), "adapter": AdapterCritic()}
 
 
-def _system(ckpt, critic="shared", reward=RewardTable(), adapter=None, ppo=None, **kw):
+def _system(ckpt, critic="shared", reward=RewardTable(), adapter=None, ppo=None, generation=None, **kw):
     return PPOSystem(ModelSettings(checkpoint=ckpt, quantization="nf4", compute_dtype="float32", adapter=adapter,
                                    lora=LoraSettings(r=4, alpha=8, dropout=0.0)),
                      critic=CRITICS[critic], reward=reward, kl=KLSettings(FixedKLController(0.4)),
-                     generation={"max_new_tokens": 12, "do_sample": True},
+                     generation=generation or {"max_new_tokens": 12, "do_sample": True},
                      ppo=ppo or {"ppo_epochs": 2, "minibatch_size": 2},
                      actor_lr=1e-3, critic_lr=1e-3, lr_scheduler=WarmupConstant, rollout_seed=3, **kw)
 
@@ -170,6 +170,36 @@ def test_memory_lean_passes_equal_the_full_logits_path(tiny_checkpoint, critic):
     g_full = torch.autograd.grad(masked_mean(response_logprobs(logits, r.sequences, r.prompt_length), mask), params)
     for a, b in zip(g_lean, g_full):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("critic", ["shared", "adapter"])
+def test_rollout_chunks_equal_the_whole_batch(tiny_checkpoint, critic):
+    """`rollout_chunk_size` bounds generation and the no-grad passes to a few sequences at a time: with greedy
+    decoding the responses, log-probs, reference log-probs and values equal the whole-batch path."""
+    from tl_lightning.data.batches import PromptBatch
+
+    L.seed_everything(0)
+    batch = next(iter(_dm_setup(tiny_checkpoint).train_dataloader()))
+    results = []
+    for chunk in (None, 3):
+        system = _system(tiny_checkpoint, critic=critic, ppo={"rollout_chunk_size": chunk},
+                         generation={"max_new_tokens": 6, "do_sample": False})
+        system.configure_model()
+        torch.nn.init.normal_(system.value_head.linear.weight, std=0.1, generator=torch.Generator().manual_seed(0))
+        assert isinstance(batch, PromptBatch) and len(batch) > 3
+        rollout = system._sample(batch)
+        results.append((rollout, *system._reference_pass(rollout)))
+    (r0, *out0), (r1, *out1) = results
+    assert r0.texts == r1.texts
+    torch.testing.assert_close(r0.sequences, r1.sequences)
+    for a, b in zip(out0, out1):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def _dm_setup(ckpt):
+    dm = ToolPromptDataModule(tokenizer=ckpt, source=DataSource(size=30), batch_size=5, shuffle_seed=1)
+    dm.setup("fit")
+    return dm
 
 
 def _grpo(ckpt, reward=RewardTable(), estimator=None, kl_placement="loss", **kw):

@@ -26,21 +26,28 @@ class PolicyRunner:
         tokenizer: for pad / end-of-sequence ids and decoding.
         generation: rollout decoding settings.
         chunk_size: response positions whose logits exist at once.
+        rollout_chunk_size: sequences generated at once (None: the whole batch).
     """
 
-    def __init__(self, model, tokenizer, generation: GenerationSettings, chunk_size: int | None) -> None:
+    def __init__(self, model, tokenizer, generation: GenerationSettings, chunk_size: int | None,
+                 rollout_chunk_size: int | None = None) -> None:
         self.model, self.tokenizer, self.generation, self.chunk_size = model, tokenizer, generation, chunk_size
+        self.rollout_chunk_size = rollout_chunk_size
         self.decoder, self.head = decoder_and_head(model)
 
     def sample(self, batch: PromptBatch, seed: int, device: torch.device) -> Rollout:
-        """Responses of the policy ("default", eval mode, no grad); sampling depends only on `seed`."""
+        """Responses of the policy ("default", eval mode, no grad), `rollout_chunk_size` prompts at a time; sampling
+        depends only on `seed` (and the chunk size: chunk k is seeded with seed + k)."""
         tok = self.tokenizer
         self.model.eval()
         self.model.set_adapter("default")
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(seed)
-            responses = generate_responses(self.model, batch.input_ids, tok.pad_token_id, tok.eos_token_id,
-                                           self.generation)
+        prompts, step = batch.input_ids, self.rollout_chunk_size or len(batch.input_ids)
+        responses: list[list[int]] = []
+        for k, start in enumerate(range(0, len(prompts), step)):
+            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                torch.manual_seed(seed + k)
+                responses += generate_responses(self.model, prompts[start: start + step], tok.pad_token_id,
+                                                tok.eos_token_id, self.generation)
         if device.type == "cuda":
             torch.cuda.empty_cache()  # hand the generation cache's blocks back before the passes with gradients
         texts = [tok.decode(r, skip_special_tokens=True) for r in responses]

@@ -137,7 +137,8 @@ class PPOSystem(L.LightningModule):
         disable_lora_dropout(self.model)  # on-policy updates: eval-mode rollouts == train-mode updates
         self.model.set_adapter("default")
         self.model.train()
-        self.runner = PolicyRunner(self.model, self.tokenizer, self.generation, self.ppo.logprob_chunk_size)
+        self.runner = PolicyRunner(self.model, self.tokenizer, self.generation, self.ppo.logprob_chunk_size,
+                                   self.ppo.rollout_chunk_size)
 
     @property
     def _reference(self) -> str | None:
@@ -193,10 +194,14 @@ class PPOSystem(L.LightningModule):
 
     @torch.no_grad()
     def _reference_pass(self, rollout: Rollout) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        pol = self.runner.forward(rollout, "default", head=True)
-        old_values = self.critic.values(self.value_head, self.runner.hidden, rollout, pol.hidden)
-        ref = self.runner.forward(rollout, self._reference, head=True)
-        return pol.logp, ref.logp, old_values
+        old_logp, ref_logp, values = [], [], []
+        for part in rollout.chunks(self.ppo.rollout_chunk_size):
+            pol = self.runner.forward(part, "default", head=True)
+            values.append(self.critic.values(self.value_head, self.runner.hidden, part, pol.hidden))
+            old_logp.append(pol.logp)
+            ref_logp.append(self.runner.forward(part, self._reference, head=True).logp)
+        old_values = None if values[0] is None else torch.cat(values)
+        return torch.cat(old_logp), torch.cat(ref_logp), old_values
 
     def _token_rewards(self, kl: torch.Tensor, scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         in_reward = self.kl_settings.placement == "reward"
@@ -214,10 +219,8 @@ class PPOSystem(L.LightningModule):
         g = torch.Generator().manual_seed(self.hparams.rollout_seed * 7_919 + self.iteration)  # minibatch order
         for _ in range(self.ppo.ppo_epochs):
             for idx in torch.randperm(n, generator=g).split(self.ppo.minibatch_size):
-                mb = Rollout(rollout.sequences[idx], rollout.attention_mask[idx], rollout.response_mask[idx],
-                             rollout.prompt_length, (), rollout.stopped[idx])
-                stats = self._minibatch_step(opt, mb, old_logp[idx], ref_logp[idx], _rows(old_values, idx),
-                                             adv[idx], _rows(returns, idx))
+                stats = self._minibatch_step(opt, rollout.rows(idx), old_logp[idx], ref_logp[idx],
+                                             _rows(old_values, idx), adv[idx], _rows(returns, idx))
                 for k, v in stats.items():
                     sums[k] = sums.get(k, 0.0) + v
                 steps += 1

@@ -27,6 +27,18 @@ class Rollout:
     texts: tuple[str, ...]
     stopped: torch.Tensor  # (b,) bool: the response ended with EOS within max_new_tokens
 
+    def rows(self, idx: torch.Tensor | slice) -> Rollout:
+        """The rollout of the selected sequences (same padded width; texts are kept only for a slice)."""
+        texts = self.texts[idx] if isinstance(idx, slice) else ()
+        return Rollout(self.sequences[idx], self.attention_mask[idx], self.response_mask[idx], self.prompt_length,
+                       texts, self.stopped[idx])
+
+    def chunks(self, size: int | None) -> list[Rollout]:
+        """Consecutive row chunks of at most `size` sequences (None: the whole rollout)."""
+        n = self.sequences.size(0)
+        step = n if not size else size
+        return [self.rows(slice(i, i + step)) for i in range(0, n, step)]
+
 
 @dataclass
 class PPOSettings:
@@ -48,6 +60,10 @@ class PPOSettings:
     """Response positions whose vocabulary logits exist at once (log-probs, entropy); null: the whole batch."""
     max_grad_norm: float = 1.0
     """Gradient-norm clip, applied to the actor's and the critic's parameters separately (as the paper code)."""
+    rollout_chunk_size: int | None = None
+    """Sequences generated, and passed without gradient (policy, reference, critic), at once: bounds the KV cache
+    and those passes for large rollouts such as GRPO's prompts × group size. null: the whole rollout batch. With
+    sampling, chunk k is seeded with the iteration's seed + k, so results depend on the chunk size."""
 
 
 @dataclass
