@@ -335,6 +335,11 @@ def projection() -> list[dict]:
                                  f"{'adapter' if adapter_critic else 'shared'} critic, {'now' if lean else 'before'}",
                          "modelled_GiB": round((weights + stages["peak_stage"]) / GiB, 2)})
     run = Run(4, 0, lora_r=16, dtype_bytes=2, grad_ckpt=True, head_positions=1024)
+    for lean, chunk in ((False, None), (True, None), (True, 4)):  # a long tool-use prompt (RoTBench reaches 4.4k)
+        stages = ppo_iteration(s, run, 4096, 256, 8, False, lean=lean, rollout_chunk=chunk)
+        rows.append({"case": f"PPO prompt 4096 + 256, batch 8 (minibatch 4), grad ckpt, shared critic, "
+                             f"{'now' if lean else 'before'}{f', rollout_chunk_size {chunk}' if chunk else ''}",
+                     "modelled_GiB": round((weights + stages["peak_stage"]) / GiB, 2)})
     for prompts, chunk in ((2, None), (8, None), (8, 8)):  # 2 × 4 = PPO's rollout budget
         grpo = ppo_iteration(s, run, 1024, 256, prompts * 4, adapter_critic=False, rollout_chunk=chunk)
         rows.append({"case": f"GRPO prompt 1024 + 256, {prompts} prompts × 4 samples (minibatch 4), grad ckpt, "
