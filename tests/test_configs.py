@@ -13,7 +13,8 @@ from tl_lightning.cli import TLCLI
 
 ROOT = Path(__file__).resolve().parents[1] / "configs"
 STRATEGIES = sorted((ROOT / "strategies").glob("*.yaml"))
-OVERLAYS = {ROOT / "tiny.yaml", ROOT / "tiny_ppo.yaml", ROOT / "eval" / "tiny.yaml", *STRATEGIES}
+PROMPT_OVERLAYS = [ROOT / "smollm2" / "chat_template.yaml"]
+OVERLAYS = {ROOT / "tiny.yaml", ROOT / "tiny_ppo.yaml", ROOT / "eval" / "tiny.yaml", *STRATEGIES, *PROMPT_OVERLAYS}
 # stage configs: configs/ and the ablation benchmark's (ids relative to configs/)
 CONFIGS = sorted([p for p in ROOT.rglob("*.yaml") if p not in OVERLAYS] +
                  list((ROOT.parent / "benchmarks" / "ablation").glob("*.yaml")))
@@ -59,3 +60,10 @@ def test_strategy_overlays_compose_with_each_stage(overlay, stage):
     assert type(cli.trainer.strategy).__name__ == expected
     if "fsdp" in overlay.name:
         assert cli.model.policy_settings.quant_storage == "bfloat16"
+
+
+@pytest.mark.parametrize("config", [p for p in CONFIGS if p.parent.name == "smollm2"], ids=lambda p: p.name)
+def test_chat_template_overlay_composes_with_each_smollm2_config(config):
+    cli = TLCLI(args=["--config", str(config), "--config", str(PROMPT_OVERLAYS[0]), "--config",
+                      str(overlay_for(config))], run=False)
+    assert cli.datamodule.hparams.prompt_format == "chat_template"

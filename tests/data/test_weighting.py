@@ -3,7 +3,7 @@ the tiny BPE tokenizer over real tool lists, checked against an independent full
 
 import numpy as np
 import pytest
-from helpers import shared_data
+from helpers import pkt_oracle_keys, shared_data
 
 from tl_lightning.data.loaders import load_source
 from tl_lightning.data.tokenization import encode_rendered, tokenize_rendered
@@ -56,25 +56,6 @@ def test_a_name_that_is_a_prefix_of_a_candidate_weights_the_token_ending_the_nam
     assert token_rule == ["finish"]  # no candidate shares its first token
 
 
-def _oracle_keys(tokenizer, rendered, seg, name, span, candidates):
-    """Independent check: tokenize the whole text with each candidate in place of the gold name (full context)."""
-    def from_name(text, at):
-        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-        first = next(i for i, (a, b) in enumerate(enc["offset_mapping"]) if b > at)
-        return enc["input_ids"][first:], [a for a, _ in enc["offset_mapping"][first:]]
-
-    gold, gold_starts = from_name(rendered.text[: seg.end], span[0])
-    keys = {gold_starts[0]}
-    for c in candidates:
-        if c == name:
-            continue
-        other, _ = from_name(rendered.text[: span[0]] + c + rendered.text[span[1]: seg.end], span[0])
-        lcp = next((i for i, (a, b) in enumerate(zip(gold, other)) if a != b), min(len(gold), len(other)))
-        if lcp > 0 and gold != other:
-            keys.add(gold_starts[min(lcp, len(gold) - 1)])
-    return keys
-
-
 @pytest.mark.parametrize("fmt, path", [
     ("rotbench", ("rotbench", "Data", "First_Turn", "clean.json")),
     ("toolalpaca", ("toolalpaca", "data", "eval_real.json")),
@@ -94,7 +75,7 @@ def test_key_tokens_match_a_full_context_oracle_on_real_tool_lists(tokenizer, fm
         got = {offsets[i][0] for i, k in enumerate(enc.key_mask) if k}
         want = set()
         for name, span in zip(seg.call_names, seg.name_spans):
-            want |= _oracle_keys(tokenizer, rendered, seg, name, span, conv.tool_names)
+            want |= pkt_oracle_keys(tokenizer, rendered, seg, name, span, conv.tool_names)
         assert got == {o for o in want if o < seg.end}, (conv.id, seg.call_names)
         checked += 1
     assert checked >= 10

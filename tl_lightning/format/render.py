@@ -34,7 +34,8 @@ searches decoded text.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from tl_lightning.format.call_format import Span, join_rendered, render_calls
@@ -168,6 +169,28 @@ class PaperFormat:
               call_names=names, name_spans=name_spans, arg_spans=arg_spans)
 
 
+TOOLS_INSTRUCTION = ("You can call the following tools. Call one by replying with the call only, written like a "
+                     "Python call with keyword arguments: name(argument='value').")
+"""First line of the tool block a `ChatTemplateFormat` writes into the system message when the template has no
+tools block of its own (docs/format.md)."""
+_PROBE_TOOL = "tl_lightning_probe_tool"
+
+
+def tool_system_block(tools: tuple[ToolSpec, ...]) -> str:
+    """The tool list as system-message text: `TOOLS_INSTRUCTION`, then one OpenAI function spec (JSON) per line
+    between `<tools>` and `</tools>` (the layout of Hermes / Qwen-style templates that do render `tools=`)."""
+    specs = "\n".join(json.dumps(t.to_openai(), ensure_ascii=False) for t in tools)
+    return f"{TOOLS_INSTRUCTION}\n<tools>\n{specs}\n</tools>"
+
+
+def template_renders_tools(tokenizer) -> bool:
+    """Whether the tokenizer's chat template writes the `tools=` it is given into the text (SmolLM2's ChatML and
+    the LLaMA-2 template do not): a probe tool's name must appear in the rendered text."""
+    probe = [{"type": "function", "function": ToolSpec(_PROBE_TOOL, "probe").to_openai()}]
+    text = tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], tools=probe, tokenize=False)
+    return _PROBE_TOOL in text
+
+
 @dataclass
 class ChatTemplateFormat:
     """Render with a tokenizer's own chat template (`apply_chat_template(..., tools=...)`).
@@ -176,15 +199,47 @@ class ChatTemplateFormat:
     must be prefix-preserving (checked; a `ValueError` names the message index otherwise). Inside an assistant
     segment the call text is located by its known offset within the message content.
 
+    A template without a tools block would drop the tool list silently. That is detected once per renderer
+    (`template_renders_tools`); the tools then go into the system message instead (`tool_system_block`, before the
+    conversation's own system text, or as a system message of their own). Every rendered text is checked to name
+    every tool of the conversation (a `ValueError` otherwise).
+
     Args:
         tokenizer: an HF tokenizer with a chat template.
     """
 
     tokenizer: Any
+    _renders_tools: bool | None = field(default=None, init=False, repr=False)
+
+    @property
+    def renders_tools(self) -> bool:
+        """Whether the template renders `tools=` itself (otherwise the renderer writes them into the system)."""
+        if self._renders_tools is None:
+            self._renders_tools = template_renders_tools(self.tokenizer)
+        return self._renders_tools
 
     def _apply(self, conv: Conversation, msgs: list[dict], gen: bool) -> str:
         tools = [{"type": "function", "function": t.to_openai()} for t in conv.tools] or None
+        if not self.renders_tools:
+            tools = None  # they are in the system message (_template_messages)
         return self.tokenizer.apply_chat_template(msgs, tools=tools, tokenize=False, add_generation_prompt=gen)
+
+    def _template_messages(self, conv: Conversation,
+                           messages: tuple[Message, ...]) -> list[tuple[int, Message | None, dict]]:
+        """(message index, message, template dict) per template message; the tool block's system message has
+        index -1 when it stands alone, and the conversation's system message's index when merged into it."""
+        out: list[tuple[int, Message | None, dict]] = []
+        for i, msg in enumerate(messages):
+            content = join_rendered(render_calls(msg.calls)) if msg.calls else msg.content
+            out.append((i, msg, {"role": msg.role, "content": content}))
+        if conv.tools and not self.renders_tools:
+            block = tool_system_block(conv.tools)
+            if out and out[0][2]["role"] == "system":
+                i, msg, hf = out[0]
+                out[0] = (i, msg, {"role": "system", "content": f"{block}\n\n{hf['content']}".rstrip()})
+            else:
+                out.insert(0, (-1, None, {"role": "system", "content": block}))
+        return out
 
     def render(self, conv: Conversation, messages: tuple[Message, ...] | None = None,
                add_generation_prompt: bool = False) -> Rendered:
@@ -192,31 +247,38 @@ class ChatTemplateFormat:
         hf_msgs: list[dict] = []
         b = _Builder()
         prev = ""
-        for i, msg in enumerate(messages):
-            rendered = render_calls(msg.calls)
-            content = join_rendered(rendered) if msg.calls else msg.content
-            hf_msgs.append({"role": msg.role, "content": content})
+        for i, msg, hf in self._template_messages(conv, messages):
+            hf_msgs.append(hf)
             text = self._apply(conv, hf_msgs, gen=False)
             if not text.startswith(prev):
                 raise ValueError(f"chat template is not prefix-preserving at message {i} of {conv.id!r}")
             piece = text[len(prev):]
-            if msg.role == "assistant":
-                off = piece.find(content) if content else -1  # our own content inside the template's segment
-                if off < 0:
-                    raise ValueError(f"chat template dropped the assistant content of message {i} of {conv.id!r}")
-                b.add(piece[:off], "header", i, False)  # the template's role header is context, not target
-                cstart = b.pos
-                b.add(piece[off:], "assistant", i, True, call_names=tuple(c.name for c in msg.calls),
-                      name_spans=tuple((cstart + o + rc.name[0], cstart + o + rc.name[1]) for o, rc in rendered),
-                      arg_spans=tuple(((cstart + o + k[0], cstart + o + k[1]), (cstart + o + v[0], cstart + o + v[1]))
-                                      for o, rc in rendered for k, v in rc.args))
+            if msg is not None and msg.role == "assistant":
+                self._add_assistant(b, piece, hf["content"], msg, i, conv.id)
             else:
-                b.add(piece, msg.role, i, False)
+                b.add(piece, hf["role"], i, False)
             prev = text
         if add_generation_prompt:
             text = self._apply(conv, hf_msgs, gen=True)
             b.add(text[len(prev):], "header", len(messages), False)
-        return b.build(add_special_tokens=False)  # templates write their own BOS
+        out = b.build(add_special_tokens=False)  # templates write their own BOS
+        missing = [t.name for t in conv.tools if t.name not in out.text]
+        if missing:
+            raise ValueError(f"chat template dropped tools {missing[:5]} of {conv.id!r} from the prompt")
+        return out
+
+    @staticmethod
+    def _add_assistant(b: _Builder, piece: str, content: str, msg: Message, i: int, conv_id: str) -> None:
+        off = piece.find(content) if content else -1  # our own content inside the template's segment
+        if off < 0:
+            raise ValueError(f"chat template dropped the assistant content of message {i} of {conv_id!r}")
+        rendered = render_calls(msg.calls)
+        b.add(piece[:off], "header", i, False)  # the template's role header is context, not target
+        cstart = b.pos
+        b.add(piece[off:], "assistant", i, True, call_names=tuple(c.name for c in msg.calls),
+              name_spans=tuple((cstart + o + rc.name[0], cstart + o + rc.name[1]) for o, rc in rendered),
+              arg_spans=tuple(((cstart + o + k[0], cstart + o + k[1]), (cstart + o + v[0], cstart + o + v[1]))
+                              for o, rc in rendered for k, v in rc.args))
 
 
 def make_renderer(prompt_format: str, tokenizer) -> Renderer:

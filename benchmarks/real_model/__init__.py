@@ -1,0 +1,1 @@
+"""A real pretrained model end to end on CPU (SmolLM2-135M-Instruct): see run.py."""

@@ -1,0 +1,3 @@
+from benchmarks.real_model.run import main
+
+main()
