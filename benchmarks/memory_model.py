@@ -105,8 +105,10 @@ def ppo_iteration(s: Shape, run: Run, prompt: int, new_tokens: int, rollout_batc
     kv = s.hidden // s.heads * s.kv_heads
     d, total = run.dtype_bytes, prompt + new_tokens
     at_once = min(rollout_batch, rollout_chunk or rollout_batch)
-    cache = 2 * s.layers * at_once * total * kv * d
-    one_layer = at_once * total * (4 * s.hidden + 3 * s.intermediate) * d  # transient, no grad
+    per_token_layer = (4 * s.hidden + 3 * s.intermediate) * d  # one layer's transient tensors, no grad
+    # generation: the KV cache plus the prefill's transient layer over every prompt token
+    cache = 2 * s.layers * at_once * total * kv * d + at_once * prompt * per_token_layer
+    one_layer = at_once * total * per_token_layer
     if lean:  # final hidden state only, head on response positions in chunks
         passes = one_layer + at_once * total * s.hidden * d + logits_bytes(s, replace(run, batch=1),
                                                                            at_once * new_tokens)
