@@ -1,6 +1,9 @@
 """Time loading + rendering every shared benchmark file, and print item/skip counts (docs/data.md numbers).
 
-    python -m benchmarks.data_loading [--shared ../shared/data]
+    python -m benchmarks.data_loading [--shared ../shared/data] [--bfcl]
+
+`--bfcl` also loads every BFCL category of the installed bfcl-eval package and scores each item's canonical gold,
+rendered in our call format, as the prediction, in the category's default scoring mode and in the lenient mode.
 """
 
 import argparse
@@ -33,7 +36,32 @@ def run(shared: Path) -> dict:
     return {"files": rows, "seconds_by_source": {k: round(v, 2) for k, v in totals.items()}}
 
 
+def bfcl_gold_as_prediction() -> list[dict]:
+    from tl_lightning.data.benchmark_datamodule import BenchmarkSource, scoring_mode
+    from tl_lightning.data.loaders.bfcl import BFCL_CATEGORIES
+    from tl_lightning.format.call_format import join_rendered, render_calls
+    from tl_lightning.metrics.scoring import score_response
+
+    rows = []
+    for category in BFCL_CATEGORIES:
+        report = LoadReport("bfcl", category)
+        convs = list(load_source("bfcl", category, report=report))
+        mode = scoring_mode(BenchmarkSource(category, "bfcl", category))
+        texts = [join_rendered(render_calls(c.gold[0])) if c.gold[0] else "I cannot help with that." for c in convs]
+        scored = {m: [score_response(t, c, m)[1].category for t, c in zip(texts, convs)] for m in (mode, "lenient")}
+        rows.append({"category": category, "loaded": report.loaded, "skipped": dict(report.skipped), "mode": mode,
+                     "gold_correct": {m: sum(x == "correct" for x in cats) for m, cats in scored.items()},
+                     "gold_not_correct": [c.id for c, x in zip(convs, scored[mode]) if x != "correct"]})
+    return rows
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--shared", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
-    print(json.dumps(run(Path(ap.parse_args().shared)), indent=1))
+    ap.add_argument("--bfcl", action="store_true", help="also BFCL (needs: pip install --no-deps -r "
+                    "requirements-eval.txt)")
+    args = ap.parse_args()
+    out = run(Path(args.shared))
+    if args.bfcl:
+        out["bfcl"] = bfcl_gold_as_prediction()
+    print(json.dumps(out, indent=1))

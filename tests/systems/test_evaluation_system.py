@@ -8,6 +8,7 @@ import pytest
 from helpers import FIXTURES, SHARED_DATA, ScriptedModel, shared_data
 
 from tl_lightning.data.benchmark_datamodule import BenchmarkDataModule, BenchmarkSource
+from tl_lightning.errors import UserError
 from tl_lightning.format.call_format import join_rendered, render_calls
 from tl_lightning.format.schema import ToolCall
 from tl_lightning.models.loading import ModelSettings
@@ -44,7 +45,8 @@ def _gold(conv):
 
 
 def test_gold_model_scores_100_on_real_benchmarks(tiny_checkpoint, tmp_path):
-    summary, dm = _run(tiny_checkpoint, ROTBENCH + TOOLALPACA + TOOLEYES + BFCL, _gold, tmp_path)
+    lenient = [BenchmarkSource(**{**s.__dict__, "scoring": "lenient"}) for s in ROTBENCH]
+    summary, dm = _run(tiny_checkpoint, lenient + TOOLALPACA + TOOLEYES + BFCL, _gold, tmp_path)
     assert {g: m["n"] for g, m in summary.items() if g.startswith(("toolalpaca", "tooleyes"))} == \
         {"toolalpaca/eval_real": 114, "toolalpaca/eval_simulated": 93, "tooleyes": 382}
     assert summary["rotbench/First_Turn/clean"]["n"] == 105 and summary["rotbench/Third_Turn/heavy"]["n"] == 140
@@ -58,6 +60,24 @@ def test_gold_model_scores_100_on_real_benchmarks(tiny_checkpoint, tmp_path):
     lines = (tmp_path / "predictions" / "toolalpaca__eval_real.jsonl").read_text().splitlines()
     records = [json.loads(x) for x in lines]
     assert len(records) == 114 and {"id", "prompt_sha1", "output", "parsed", "category", "gold"} <= set(records[0])
+    assert summary["bfcl/simple"]["scoring"] == "official (BFCL ast_checker)"
+    assert summary["bfcl/exec_simple"]["scoring"] == summary["toolalpaca/eval_real"]["scoring"] == "lenient"
+    assert "| rotbench/First_Turn/clean | lenient | 105 |" in md
+
+
+def test_official_rotbench_scoring_is_the_default(tiny_checkpoint, tmp_path):
+    """The gold answer in the paper's call format, scored by the official rules: RoTBench's evaluate.py cannot
+    score the 8 items whose gold arguments are {} (tests/metrics/test_rotbench_official.py checks every rule)."""
+    summary, _ = _run(tiny_checkpoint, ROTBENCH[:1], _gold, tmp_path)
+    m = summary["rotbench/First_Turn/clean"]
+    assert m["scoring"] == "official (RoTBench evaluate.py)"
+    assert m["ts"] == m["pi"] == m["cf"] == pytest.approx(97 / 105)
+    assert m["rate/format_error"] == pytest.approx(8 / 105)
+    md = (tmp_path / "summary.md").read_text()
+    assert "| rotbench/First_Turn/clean | official (RoTBench evaluate.py) | 105 | 92.38 | 92.38 | 92.38 |" in md
+    assert "scoring: official (RoTBench evaluate.py))" in md
+    with pytest.raises(UserError, match="scoring 'official'"):
+        BenchmarkDataModule(tokenizer=tiny_checkpoint, benchmarks=[{**TOOLALPACA[0].__dict__, "scoring": "official"}])
 
 
 def _change_value(conv):
@@ -71,7 +91,8 @@ def _change_value(conv):
 
 
 def test_perturbing_model_drops_exactly_the_expected_metric(tiny_checkpoint, tmp_path):
-    summary, dm = _run(tiny_checkpoint, ROTBENCH[:1], _change_value, tmp_path)
+    summary, dm = _run(tiny_checkpoint, [BenchmarkSource(**{**ROTBENCH[0].__dict__, "scoring": "lenient"})],
+                       _change_value, tmp_path)
     m = summary["rotbench/First_Turn/clean"]
     changeable = sum(1 for i in dm.items if _change_value(i["conversation"]) != _gold(i["conversation"]))
     assert m["ts"] == m["pi"] == 1.0
@@ -98,6 +119,6 @@ def test_tiny_checkpoint_runs_all_four_benchmarks(tiny_checkpoint, tmp_path):
 
 
 def test_chat_template_prompt_style(tiny_checkpoint, tmp_path):
-    summary, _ = _run(tiny_checkpoint, [BenchmarkSource(**{**ROTBENCH[0].__dict__, "limit": 20})], _gold, tmp_path,
-                      prompt_format="chat_template")
+    summary, _ = _run(tiny_checkpoint, [BenchmarkSource(**{**ROTBENCH[0].__dict__, "limit": 20, "scoring": "lenient"})],
+                      _gold, tmp_path, prompt_format="chat_template")
     assert summary["rotbench/First_Turn/clean"]["cf"] == 1.0

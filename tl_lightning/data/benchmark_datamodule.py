@@ -16,8 +16,9 @@ from torch.utils.data import DataLoader
 
 from tl_lightning.data.base_datamodule import ToolDataModule
 from tl_lightning.data.loaders import LoadReport, load_source
+from tl_lightning.data.loaders.bfcl import OFFICIAL_CATEGORIES
 from tl_lightning.data.steps import all_step_prompts
-from tl_lightning.errors import DataError, as_dataclass
+from tl_lightning.errors import DataError, UserError, as_dataclass
 from tl_lightning.format.schema import Conversation
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,25 @@ class BenchmarkSource:
     """tooleyes raw file: the Tool_Library folder under `root`."""
     limit: int | None = None
     """Evaluate at most this many items (smoke runs)."""
+    scoring: Literal["official", "lenient"] | None = None
+    """How responses are scored: "official" reproduces the benchmark's own scorer item by item (RoTBench
+    evaluate.py; BFCL ast_checker for its Python AST and irrelevance categories); "lenient" is our own reading
+    (docs/taxonomy.md). Default: official where the benchmark has one, else lenient."""
+
+
+def official_available(source: BenchmarkSource) -> bool:
+    """Whether the benchmark's own scorer is reproduced for this source (see `BenchmarkSource.scoring`)."""
+    return source.format == "rotbench" or source.format == "bfcl" and source.path in OFFICIAL_CATEGORIES
+
+
+def scoring_mode(source: BenchmarkSource) -> str:
+    """The source's scoring mode, its default resolved; "official" where none is reproduced is a `UserError`."""
+    if source.scoring is None:
+        return "official" if official_available(source) else "lenient"
+    if source.scoring == "official" and not official_available(source):
+        raise UserError(f"benchmark {source.name!r}: scoring 'official' is reproduced for rotbench and for bfcl "
+                        f"categories {', '.join(OFFICIAL_CATEGORIES)}; use scoring: lenient")
+    return source.scoring
 
 
 def _load(source: BenchmarkSource, root: Path, on_error: str) -> list[Conversation]:
@@ -60,7 +80,9 @@ def _load(source: BenchmarkSource, root: Path, on_error: str) -> list[Conversati
     # Trajectories without gold become per-step prompts; benchmark items with gold (or ToolEyes queries) stay as is.
     convs = [c for conv in convs for c in (all_step_prompts([conv]) if conv.gold is None and source.format in
                                            ("conversations", "openai") else [conv])]
-    return convs[: source.limit] if source.limit else convs
+    convs = convs[: source.limit] if source.limit else convs
+    mode = scoring_mode(source)  # recorded per prompt: the system scores each prompt by its own benchmark's mode
+    return [replace(c, meta={**c.meta, "scoring": mode}) for c in convs]
 
 
 class BenchmarkDataModule(ToolDataModule):
@@ -82,6 +104,8 @@ class BenchmarkDataModule(ToolDataModule):
         super().__init__()
         self.save_hyperparameters()
         self.benchmarks = [as_dataclass(BenchmarkSource, b) for b in benchmarks or []]
+        for b in self.benchmarks:
+            scoring_mode(b)  # an unavailable official scorer is a config error, reported before any loading
         if limit is not None:
             self.benchmarks = [b if b.limit is not None else replace(b, limit=limit) for b in self.benchmarks]
         if not self.benchmarks:

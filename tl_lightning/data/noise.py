@@ -65,7 +65,10 @@ def add_noise(conv: Conversation, level: NoiseLevel, seed: int = 0) -> Conversat
         messages.append(m)
     gold = None if conv.gold is None else tuple(tuple(call(c) for c in answer) for answer in conv.gold)
     free = sorted(tool_map.get(n, n) for n in conv.meta.get("free_text_tools", FREE_TEXT_TOOLS) if n in tool_map)
-    meta = {**conv.meta, "free_text_tools": free,
+    # raw benchmark golds and schemas (RoTBench strings, BFCL answers) name the old tools: the renamed gold rules
+    kept = {k: v for k, v in conv.meta.items()
+            if k not in ("rotbench_answers", "rotbench_tool_names", "bfcl_functions", "possible_answer")}
+    meta = {**kept, "free_text_tools": free,
             "noise": {"level": level, "tool_level": tool_level, "param_level": param_level, "tools": tool_map,
                       "params": {k: v for k, v in param_maps.items() if v}, "added": added}}
     return Conversation(f"{conv.id}~{level}", tools, tuple(messages), gold, conv.source, meta)

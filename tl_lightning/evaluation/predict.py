@@ -13,6 +13,7 @@ from tl_lightning.format.first_call import parse_first_call
 from tl_lightning.format.render import Renderer
 from tl_lightning.format.schema import Conversation
 from tl_lightning.format.tools import FREE_TEXT_TOOLS, free_text_tools_of
+from tl_lightning.metrics.scoring import score_response
 from tl_lightning.models.generation import GenerationSettings, generate_responses
 from tl_lightning.rewards.taxonomy import Classification, Convention, classify, golds_for
 
@@ -58,7 +59,8 @@ def predict_batch(model, tokenizer, batch: PromptBatch, settings: GenerationSett
     preds = []
     for i, conv in enumerate(batch.conversations):
         text = tokenizer.decode(responses[i], skip_special_tokens=True)
-        parsed, classification = classify_response(text, conv, free_text_tools)
+        # benchmark prompts carry their scoring mode (BenchmarkDataModule); other prompts are scored leniently
+        parsed, classification = score_response(text, conv, conv.meta.get("scoring", "lenient"), free_text_tools)
         preds.append(Prediction(conv, text, parsed, classification, len(ids[i]), len(responses[i]), batch.groups[i]))
     return preds
 

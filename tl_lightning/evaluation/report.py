@@ -10,6 +10,8 @@ from tl_lightning.metrics.tool_call import SCALARS, VALIDITY
 from tl_lightning.rewards.taxonomy import CATEGORIES
 
 NOISE = ("clean", "slight", "medium", "heavy", "union")
+SCORING_NOTE = ("Scoring: *official* reproduces the benchmark's own scorer item by item (RoTBench `evaluate.py`, "
+                "BFCL `ast_checker`); *lenient* is ours (docs/taxonomy.md). Exact match and arg F1 are ours.")
 
 
 def _pct(x: float) -> str:
@@ -18,12 +20,14 @@ def _pct(x: float) -> str:
 
 def markdown(summary: dict[str, dict]) -> str:
     scored = {g: m for g, m in summary.items() if "ts" in m}
-    lines = ["# Evaluation", "", "| benchmark | n | TS | PI | CF | exact match | arg F1 |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
-    lines += [f"| {g} | {m['n']} | " + " | ".join(_pct(m[k]) for k in SCALARS) + " |" for g, m in scored.items()]
+    lines = ["# Evaluation", "", SCORING_NOTE, "", "| benchmark | scoring | n | TS | PI | CF | exact match | arg F1 |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
+    lines += [f"| {g} | {m.get('scoring', 'lenient')} | {m['n']} | " + " | ".join(_pct(m[k]) for k in SCALARS) + " |"
+              for g, m in scored.items()]
     rot = {g: m for g, m in scored.items() if g.startswith("rotbench/")}
     if rot:
-        lines += ["", "## Robustness: RoTBench noise levels (TS / PI / CF, %)", "",
+        modes = ", ".join(sorted({m.get("scoring", "lenient") for m in rot.values()}))
+        lines += ["", f"## Robustness: RoTBench noise levels (TS / PI / CF, %; scoring: {modes})", "",
                   "| turn | " + " | ".join(NOISE) + " |", "|---|" + "---:|" * len(NOISE)]
         for turn in sorted({g.split("/")[1] for g in rot if g.count("/") >= 2}):
             cells = []

@@ -36,7 +36,7 @@ MAX_PARSE_CHARS = 20_000
 """Longer outputs are rejected unparsed: a 7B's 512-token answer is ~2k chars; this bounds parse time."""
 
 FailureKind = Literal["empty", "too_long", "syntax", "not_a_call", "positional_argument", "non_literal_value",
-                      "bad_action_input", "duplicate_argument"]
+                      "bad_action_input", "empty_action_input", "duplicate_argument"]
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,12 @@ def render_value(value: Any) -> str:
     raise TypeError(f"cannot render a {type(value).__name__} as a tool-call argument")
 
 
+def plain_name(name: str) -> bool:
+    """A name that can be written bare in Python syntax and reads back unchanged: an identifier, not a keyword,
+    and NFKC-stable (Python NFKC-normalises identifiers when parsing: "ﬀ" reads back as "ff")."""
+    return name.isidentifier() and not keyword.iskeyword(name) and unicodedata.normalize("NFKC", name) == name
+
+
 def render_call(call: ToolCall) -> RenderedCall:
     """Render one call as `name(k=v, ...)` with name / key / value spans."""
     parts = [call.name, "("]
@@ -91,8 +97,7 @@ def render_call(call: ToolCall) -> RenderedCall:
             parts.append(", ")
             pos += 2
         val = render_value(value)
-        # Python NFKC-normalises identifiers when parsing ("ﬀ" reads back as "ff"): only stable names go bare.
-        if key.isidentifier() and not keyword.iskeyword(key) and unicodedata.normalize("NFKC", key) == key:
+        if plain_name(key):
             key_text, sep, close = key, "=", ""
         else:  # e.g. RoTBench's "code:" or "api-key": not a Python name, so a literal **{...} (parsed back exactly)
             key_text, sep, close = repr(key), ": ", "}"
@@ -138,8 +143,9 @@ def parse_calls(text: str, max_chars: int = MAX_PARSE_CHARS) -> ParseResult:
     if len(body) > max_chars:
         return ParseResult(failure=ParseFailure("too_long", f"{len(body)} chars > limit {max_chars}"))
     try:
-        if _REACT_ACTION.search(body):
-            return _parse_react(body)
+        if _REACT_ACTION.search(body):  # ReAct, unless it is a Python call whose string merely says "Action:"
+            python = _parse_python_calls(body)
+            return python if python.ok else _parse_react(body)
         raw = _RAW_FORM.match(body)
         if raw:
             return _parse_raw_form(raw.group(1), raw.group(2))
@@ -308,6 +314,9 @@ def _parse_react(body: str) -> ParseResult:
                                thought=thought)
         raw_input = chunk[inp.end():].strip() if inp else ""
         raw_input = re.split(r"\n\s*(?:Thought|Observation)\s*:", raw_input, maxsplit=1)[0].strip()
+        if not raw_input:  # "Action Input:" missing or empty is not a call with no arguments (that is "{}")
+            return ParseResult(failure=ParseFailure("empty_action_input", f"ReAct action {name!r} has no Action Input"),
+                               thought=thought)
         args = _parse_arguments(raw_input)
         if isinstance(args, ParseFailure):
             return ParseResult(failure=args, thought=thought)

@@ -38,7 +38,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from tl_lightning.format.call_format import Span, join_rendered, render_calls
+from tl_lightning.format.call_format import Span, join_rendered, plain_name, render_calls
 from tl_lightning.format.schema import Conversation, Message, ToolSpec
 
 ROLE_HEADERS = {"system": "System", "user": "User", "assistant": "Assistant", "tool": "Output"}
@@ -89,13 +89,20 @@ class Renderer(Protocol):
 
 def render_tool_def(tool: ToolSpec) -> str:
     """The paper's pseudo-Python definition of a tool (required parameters first, optional ones `= None`)."""
-    sig = ", ".join(f"{p.name}: {p.type}" + ("" if p.required else " = None") for p in tool.params)
+    sig = ", ".join(f"{_param_label(p.name)}: {p.type}" + ("" if p.required else " = None") for p in tool.params)
     lines = ["Function:", f"def {tool.name}({sig}):", f'    """{_one_line(tool.description)}']
     if tool.params:
         lines += ["", "    Args:"]
-        lines += [f"        {p.name} ({p.type}): {_one_line(p.description)}" for p in tool.params]
+        lines += [f"        {_param_label(p.name)} ({p.type}): {_one_line(p.description)}" for p in tool.params]
     lines.append('    """')
     return "\n".join(lines)
+
+
+def _param_label(name: str) -> str:
+    # A name that is not a plain identifier (RoTBench's "code:", "return_err=False", the keyword "from", or a
+    # hostile "x): ...") is written as a quoted literal, as calls write it (`**{'code:': ...}`): one token that
+    # cannot change the signature around it.
+    return name if plain_name(name) else repr(name)
 
 
 def _one_line(text: str) -> str:

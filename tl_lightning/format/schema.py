@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import keyword
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -16,7 +18,21 @@ ROLES: tuple[str, ...] = ("system", "user", "assistant", "tool")
 
 JSON_TYPES = ("string", "integer", "number", "boolean", "array", "object", "null", "any")
 _TYPE_ALIASES = {"str": "string", "int": "integer", "float": "number", "double": "number", "bool": "boolean",
-                 "list": "array", "tuple": "array", "dict": "object", "none": "null", "": "any"}
+                 "list": "array", "tuple": "array", "dict": "object", "none": "null", "": "any",
+                 # BFCL's Java / JavaScript parameter types
+                 "byte": "integer", "short": "integer", "long": "integer", "bigint": "integer", "char": "string",
+                 "arraylist": "array", "queue": "array", "stack": "array", "hashmap": "object", "hashtable": "object"}
+TOOL_NAME = re.compile(r"[\w.\-]+")
+"""A tool name the call format can write and parse back: letters, digits, `_`, `.` and `-` (no spaces, quotes,
+brackets or newlines, which would also change the rendered `def` line)."""
+
+
+def known_type(raw: Any) -> bool:
+    """A JSON-schema / BFCL / Python type name (or a list of them); None or "" means "not given"."""
+    if isinstance(raw, list):
+        return bool(raw) and all(isinstance(t, str) and known_type(t) for t in raw)
+    return raw is None or isinstance(raw, str) and _TYPE_ALIASES.get(raw.strip().lower(), raw.strip().lower()) in \
+        JSON_TYPES
 
 
 def normalise_type(raw: Any) -> str:
@@ -65,31 +81,53 @@ class ToolSpec:
         """Parse an OpenAI-style spec (optionally wrapped as {"type": "function", "function": {...}}).
 
         Raises:
-            ValueError: the spec has no usable name or malformed parameters.
+            ValueError: the spec is not a valid tool schema: a name that is not a `TOOL_NAME` or is a Python
+                keyword; `parameters` that is not an object schema; a parameter schema that is not an object or
+                has an unknown type; `required` that is not a list of declared parameter names.
         """
         if "function" in spec and isinstance(spec["function"], dict):
             spec = spec["function"]
         name = spec.get("name")
         if not isinstance(name, str) or not name.strip():
             raise ValueError("tool spec without a 'name'")
-        params_obj = spec.get("parameters") or {}
-        if not isinstance(params_obj, dict):
-            raise ValueError(f"tool {name!r}: 'parameters' is {type(params_obj).__name__}, expected an object")
-        props = params_obj.get("properties") or {}
-        if not isinstance(props, dict):
-            raise ValueError(f"tool {name!r}: 'parameters.properties' is not an object")
-        required = params_obj.get("required") or []
-        if not isinstance(required, list):
-            required = []
+        name = name.strip()
+        if not TOOL_NAME.fullmatch(name) or any(keyword.iskeyword(part) for part in name.split(".")):
+            raise ValueError(f"tool name {name[:60]!r} is not a callable name (letters, digits, _ . - ; no keyword)")
+        props, required = _object_schema(name, spec.get("parameters"))
         params = []
         for pname, pspec in props.items():
-            pspec = pspec if isinstance(pspec, dict) else {}
-            params.append(ToolParam(name=str(pname), type=normalise_type(pspec.get("type")),
-                                    description=str(pspec.get("description") or ""),
-                                    required=pname in required))
+            params.append(ToolParam(name=pname, type=normalise_type(pspec.get("type")),
+                                    description=str(pspec.get("description") or ""), required=pname in required))
         # Required first, then optional: the order the paper's `def` rendering uses (paper.md §3.3).
         params.sort(key=lambda p: not p.required)
-        return cls(name=name.strip(), description=str(spec.get("description") or ""), params=tuple(params))
+        return cls(name=name, description=str(spec.get("description") or ""), params=tuple(params))
+
+
+def _object_schema(tool: str, params: Any) -> tuple[dict[str, dict], set[str]]:
+    """(properties, required names) of a tool's `parameters`, validated (see `ToolSpec.from_openai`)."""
+    if params is None or params == {}:
+        return {}, set()
+    where = f"tool {tool!r}: 'parameters'"
+    if not isinstance(params, dict):
+        raise ValueError(f"{where} is a {type(params).__name__}, expected an object schema")
+    kind = params.get("type") or "object"
+    if not isinstance(kind, str) or kind.lower() not in ("object", "dict"):
+        raise ValueError(f"{where} has type {str(kind)[:40]!r}, expected 'object'")
+    props = params.get("properties") or {}
+    if not isinstance(props, dict):
+        raise ValueError(f"{where}.properties is not an object")
+    for pname, pspec in props.items():
+        if not pname or not isinstance(pspec, dict):
+            raise ValueError(f"{where}: parameter {pname[:40]!r} has no name or a schema that is not an object")
+        if not known_type(pspec.get("type")):
+            raise ValueError(f"{where}: parameter {pname[:40]!r} has unknown type {str(pspec.get('type'))[:40]!r}")
+    required = params.get("required") or []
+    if not isinstance(required, list) or not all(isinstance(r, str) for r in required):
+        raise ValueError(f"{where}.required is not a list of parameter names")
+    undeclared = [r for r in required if r not in props]
+    if undeclared:
+        raise ValueError(f"{where}.required names undeclared parameter(s) {undeclared[:3]}")
+    return props, set(required)
 
 
 @dataclass(frozen=True)

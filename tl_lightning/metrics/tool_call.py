@@ -23,6 +23,7 @@ from tl_lightning.rewards.taxonomy import (
     GoldAnswer,
     classify,
     normalise_value,
+    values_equal,
 )
 
 SCALARS = ("ts", "pi", "cf", "exact_match", "arg_f1")
@@ -35,7 +36,7 @@ def _pairs(c: Classification) -> tuple[set, set, bool]:
             pred.add((call.name, k, repr(normalise_value(v))))
         for k, alts in g.values.items():
             value = call.arguments.get(k, alts[0] if alts else None)
-            ok = k in call.arguments and any(normalise_value(value) == normalise_value(a) for a in alts)
+            ok = k in call.arguments and values_equal(value, alts)
             gold.add((g.name, k, repr(normalise_value(value if ok else (alts[0] if alts else None)))))
             exact &= ok or (k in g.optional and k not in call.arguments) or k in g.any_value
     return pred, gold, exact
@@ -44,6 +45,8 @@ def _pairs(c: Classification) -> tuple[set, set, bool]:
 def item_scores(c: Classification) -> dict[str, float]:
     """Per-item TS / PI / CF / exact match / argument F1 from a classification."""
     ts, pi, cf = c.category in RIGHT_TOOL, c.category in RIGHT_PARAMS, c.category == "correct"
+    if c.scores is not None:  # an official scorer's own TS / PI / CF (RoTBench evaluate.py)
+        ts, pi, cf = (bool(c.scores[k]) for k in ("ts", "pi", "cf"))
     if c.category == "correct" and not c.calls:  # no call expected, none made
         return {"ts": 1.0, "pi": 1.0, "cf": 1.0, "exact_match": 1.0, "arg_f1": 1.0}
     pred, gold, exact = _pairs(c)

@@ -78,7 +78,7 @@ class GoldCall:
     def from_bfcl(cls, entry: dict) -> "GoldCall":
         """From one BFCL possible-answer entry `{"name": {"param": [alternatives]}}` ("" = may be omitted)."""
         (name, params), = entry.items()
-        values = {k: [a for a in alts if a != ""] for k, alts in params.items()}
+        values = {k: [_per_key(a) for a in alts if a != ""] for k, alts in params.items()}
         # "" = may be omitted; an empty alternatives list (some live_* items) admits no value, so only omission fits
         optional = frozenset(k for k, alts in params.items() if "" in alts or not alts)
         return cls(name, values, optional)
@@ -91,13 +91,18 @@ CONVENTIONS: tuple[str, ...] = ("lenient", "paper")
 
 @dataclass(frozen=True)
 class Classification:
-    """`category` plus what decided it: the parsed calls, which gold answer matched, and parameter flags."""
+    """`category` plus what decided it: the parsed calls, which gold answer matched, and parameter flags.
+
+    `scores` holds TS / PI / CF where a scorer sets them itself rather than by category (RoTBench's official
+    script, `metrics/scoring.py`); None: they follow from the category (docs/taxonomy.md).
+    """
 
     category: str
     calls: tuple[ToolCall, ...] = ()
     gold_index: int | None = None
     reason: str = ""
     pairs: tuple[tuple[ToolCall, GoldCall], ...] = field(default=(), repr=False)
+    scores: dict[str, float] | None = None
 
 
 def golds_for(conversation) -> list[GoldAnswer]:
@@ -130,9 +135,40 @@ def normalise_value(v: Any) -> Any:
     return v
 
 
+class PerKeyAlternatives(dict):
+    """A BFCL dict answer: each key maps to its list of acceptable values ("" = the key may be left out)."""
+
+
+def _per_key(answer: Any) -> Any:
+    """Mark BFCL's dict answers (alone or in a list) so that values compare key by key, not as a literal dict."""
+    if isinstance(answer, dict) and answer and all(isinstance(v, list) for v in answer.values()):
+        return PerKeyAlternatives({k: [_per_key(a) for a in alts] for k, alts in answer.items()})
+    if isinstance(answer, list) and answer and all(isinstance(v, dict) for v in answer):
+        return [_per_key(a) for a in answer]
+    return answer
+
+
 def values_equal(pred: Any, acceptable: list[Any]) -> bool:
     p = normalise_value(pred)
-    return any(p == normalise_value(a) for a in acceptable)
+    return any(_matches(pred, a) if _has_per_key(a) else p == normalise_value(a) for a in acceptable)
+
+
+def _has_per_key(answer: Any) -> bool:
+    return isinstance(answer, PerKeyAlternatives) or isinstance(answer, list) and any(
+        isinstance(a, PerKeyAlternatives) for a in answer)
+
+
+def _matches(pred: Any, answer: Any) -> bool:
+    """`pred` against a BFCL per-key answer: every given key allowed with an allowed value, no required key
+    missing; a list of such answers position by position."""
+    if isinstance(answer, list):
+        return isinstance(pred, list) and len(pred) == len(answer) and all(_matches(p, a) for p, a in zip(pred, answer))
+    if not isinstance(answer, PerKeyAlternatives):
+        return normalise_value(pred) == normalise_value(answer)
+    if not isinstance(pred, dict) or not set(pred) <= set(answer):
+        return False
+    return all(k in pred and values_equal(pred[k], [a for a in alts if a != ""]) or k not in pred and "" in alts
+               for k, alts in answer.items())
 
 
 def _numeric(v: Any) -> bool:

@@ -21,6 +21,7 @@ from tl_lightning.errors import as_dataclass
 from tl_lightning.evaluation.predict import Prediction, predict_batch
 from tl_lightning.evaluation.report import write_report
 from tl_lightning.format.tools import FREE_TEXT_TOOLS
+from tl_lightning.metrics.scoring import scoring_label
 from tl_lightning.metrics.tool_call import SchemaValidityMetrics, ToolCallMetrics
 from tl_lightning.models.generation import GenerationSettings
 from tl_lightning.models.loading import ModelSettings, load_for_inference, prepare_checkpoint
@@ -60,6 +61,7 @@ class EvalSystem(L.LightningModule):
         self.tokenizer = None
         self.metrics: dict[str, ToolCallMetrics | SchemaValidityMetrics] = {}
         self.counts: dict[str, int] = {}
+        self.scoring: dict[str, str] = {}
         self.out_dir: Path | None = None
         self.summary: dict[str, dict] = {}
         self.report_paths: dict[str, Path] = {}
@@ -81,7 +83,7 @@ class EvalSystem(L.LightningModule):
         (self.out_dir / "predictions").mkdir(parents=True, exist_ok=True)
         for f in (self.out_dir / "predictions").glob("*.jsonl"):
             f.unlink()
-        self.metrics, self.counts = {}, {}
+        self.metrics, self.counts, self.scoring = {}, {}, {}
 
     def test_step(self, batch: PromptBatch, batch_idx: int) -> None:
         for p in predict_batch(self.model, self.tokenizer, batch, self.generation,
@@ -97,6 +99,8 @@ class EvalSystem(L.LightningModule):
             metric = self.metrics.setdefault(group, SchemaValidityMetrics())
             metric.update([p.parsed], [conv.tools])
         self.counts[group] = self.counts.get(group, 0) + 1
+        if conv.gold is not None:
+            self.scoring.setdefault(group, scoring_label(conv.meta.get("scoring", "lenient"), conv))
         with open(self.out_dir / "predictions" / f"{group.replace('/', '__')}.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(prediction_record(p), ensure_ascii=False) + "\n")
 
@@ -105,6 +109,8 @@ class EvalSystem(L.LightningModule):
         for group, metric in self.metrics.items():
             values = {k: float(v) for k, v in metric.compute().items()}
             self.summary[group] = {"n": self.counts[group], **values}
+            if group in self.scoring:  # which scorer produced the numbers: "official (RoTBench evaluate.py)", ...
+                self.summary[group]["scoring"] = self.scoring[group]
             for k in ("ts", "pi", "cf", "format_valid", "params_valid"):
                 if k in values:
                     self.log(f"test/{group}/{k}", values[k])

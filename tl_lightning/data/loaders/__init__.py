@@ -11,8 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-from tl_lightning.data.loaders.base import LoadReport, OnError
-from tl_lightning.data.loaders.benchmarks import load_bfcl, load_tool_library, load_toolalpaca, load_tooleyes
+from tl_lightning.data.loaders.base import LoadReport, OnError, require_items
+from tl_lightning.data.loaders.benchmarks import load_tool_library, load_toolalpaca, load_tooleyes
+from tl_lightning.data.loaders.bfcl import load_bfcl
 from tl_lightning.data.loaders.conversations import (
     load_conversations,
     load_openai,
@@ -35,18 +36,26 @@ def load_source(format: SourceFormat, path: str | Path, on_error: OnError = "ski
                 report: LoadReport | None = None, **options: Any) -> Iterator[Conversation]:
     """Load conversations from `path` in `format`. For `bfcl`, `path` is the category name and `options` may
     give `data_dir`; for `tooleyes`, `options` may give `tool_library`. Paths may be files or, for the
-    file-per-item formats, directories (all `*.json` / `*.jsonl` files below, sorted)."""
+    file-per-item formats, directories (all `*.json` / `*.jsonl` files below, sorted).
+
+    Raises:
+        DataError: a missing or unreadable path, an unknown format, or a load that yields no conversation at all
+            (an empty file, or every item skipped: the message gives the skip counts).
+    """
+    report = report if report is not None else LoadReport(str(format), str(path))
+    loaded_before = report.loaded
     if format == "bfcl":
         yield from load_bfcl(str(path), on_error=on_error, max_chars=max_chars, report=report, **options)
-        return
-    if format not in _LOADERS:
+    elif format not in _LOADERS:
         raise DataError(f"unknown data format {format!r}; choose from {', '.join(list(_LOADERS) + ['bfcl'])}")
-    p = Path(path)
-    if not p.exists():
-        raise DataError(f"data path not found: {p} (check the path in your config)")
-    files = sorted(x for x in p.rglob("*") if x.suffix in (".json", ".jsonl")) if p.is_dir() else [p]
-    for f in files:
-        yield from _LOADERS[format](f, on_error=on_error, max_chars=max_chars, report=report, **options)
+    else:
+        p = Path(path)
+        if not p.exists():
+            raise DataError(f"data path not found: {p} (check the path in your config)")
+        files = sorted(x for x in p.rglob("*") if x.suffix in (".json", ".jsonl")) if p.is_dir() else [p]
+        for f in files:
+            yield from _LOADERS[format](f, on_error=on_error, max_chars=max_chars, report=report, **options)
+    require_items(report, loaded_before, f"{format} data {path}")
 
 
 def as_hf_dataset(format: SourceFormat, path: str | Path, on_error: OnError = "skip", max_chars: int | None = None,

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from tl_lightning.errors import DataError
 from tl_lightning.format.call_format import parse_calls
-from tl_lightning.format.schema import Conversation, ToolCall, ToolSpec
+from tl_lightning.format.schema import Conversation, Message, ToolCall, ToolSpec
 
 log = logging.getLogger(__name__)
 OnError = Literal["raise", "skip"]
@@ -75,6 +75,8 @@ def read_text(path: str | Path) -> str:
     if not p.is_file():
         raise DataError(f"data file not found: {p} (check the path in your config or command)")
     raw = p.read_bytes()
+    if not raw.strip():
+        raise DataError(f"{p}: the file is empty ({len(raw)} bytes); expected JSON or JSON Lines")
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -82,47 +84,76 @@ def read_text(path: str | Path) -> str:
         raise DataError(f"{p}: not UTF-8 (byte {e.start}: {bad!r}); re-encode the file as UTF-8") from None
 
 
-def read_json(path: str | Path) -> Any:
-    text = read_text(path)
+def loads(text: str) -> Any:
+    """`json.loads` whose every failure is a `ValueError` with a short reason: syntax errors keep their position;
+    nesting beyond Python's recursion limit (`RecursionError`) and over-long integers become "nested too deeply" /
+    the int-size message."""
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
-        raise DataError(f"{path}: invalid JSON at line {e.lineno} col {e.colno}: {e.msg}") from None
+        raise ValueError(f"invalid JSON at line {e.lineno} col {e.colno}: {e.msg}") from None
+    except RecursionError:
+        raise ValueError("invalid JSON: nested too deeply") from None
+    except ValueError as e:  # e.g. an integer literal longer than Python's int-size limit
+        raise ValueError(f"invalid JSON: {str(e)[:80]}") from None
+
+
+def read_json(path: str | Path) -> Any:
+    text = read_text(path)
+    try:
+        return loads(text)
+    except ValueError as e:
+        raise DataError(f"{path}: {e}") from None
+
+
+def read_json_list(path: str | Path) -> list[tuple[str, Any]]:
+    """Items of a file holding one JSON list (`item N`)."""
+    data = read_json(path)
+    if not isinstance(data, list):
+        raise DataError(f"{path}: a JSON {type(data).__name__}, expected a list of items")
+    return [(f"item {i}", x) for i, x in enumerate(data)]
 
 
 def read_json_or_jsonl(path: str | Path, report: LoadReport, on_error: OnError) -> list[tuple[str, Any]]:
-    """Items of a JSON list (`item N`) or of a JSONL file (`line N`); bad JSONL lines follow the policy."""
+    """Items of a JSON list (`item N`), a single JSON object (`item 0`) or a JSONL file (`line N`); bad JSONL lines
+    follow the policy, a bad JSON document is a `DataError`."""
     text = read_text(path)
-    stripped = text.lstrip()
-    if stripped.startswith("["):
+    stripped = text.strip()
+    if stripped.startswith("[") and Path(path).suffix != ".jsonl":
+        return read_json_list(path)
+    if stripped.startswith("{"):  # one JSON object (any layout), else JSON Lines
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}: invalid JSON at line {e.lineno} col {e.colno}: {e.msg}") from None
-        return [(f"item {i}", x) for i, x in enumerate(data)]
-    if stripped.startswith("{") and "\n" not in stripped.strip():
-        return [("item 0", json.loads(stripped))]
+            return [("item 0", loads(text))]
+        except ValueError as e:
+            if "\n" not in stripped:
+                raise DataError(f"{path}: {e}") from None
     items = []
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            items.append((f"line {lineno}", json.loads(line)))
-        except json.JSONDecodeError as e:
+            items.append((f"line {lineno}", loads(line)))
+        except ValueError as e:
             if on_error == "raise":
-                raise DataError(f"{path}: line {lineno}: invalid JSON ({e.msg})") from None
-            report.skip(f"line {lineno}", "invalid JSON line")
+                raise DataError(f"{path}: line {lineno}: {e}") from None
+            report.skip(f"line {lineno}", "invalid JSON line" + (" (nested too deeply)" if "deeply" in str(e) else ""))
     return items
 
 
 def convert_items(items: Iterable[tuple[str, Any]], convert: Callable[[str, Any], Iterable[Conversation]],
                   report: LoadReport, on_error: OnError) -> Iterator[Conversation]:
-    """Apply `convert(where, item)` to each item under the `on_error` policy, counting loads and skips."""
+    """Apply `convert(where, item)` to each item under the `on_error` policy, counting loads and skips.
+
+    Every conversation must also serialise to UTF-8 JSON (what the datasets cache and tokenizers need): a lone
+    surrogate (`"\\ud800"` in the file) or nesting too deep to serialise is an item error, not a later crash.
+    """
     for where, item in items:
         try:
-            convs = list(convert(where, item))
-        except (ItemError, KeyError, TypeError, ValueError, AttributeError) as e:
-            reason = str(e) if isinstance(e, ItemError) else f"malformed item ({type(e).__name__}: {e})"
+            convs = [_serialisable(c) for c in convert(where, item)]
+        except (ItemError, KeyError, TypeError, ValueError, AttributeError, IndexError, RecursionError) as e:
+            reason = str(e) if isinstance(e, ItemError) else f"malformed item ({type(e).__name__}: {str(e)[:120]})"
+            if isinstance(e, RecursionError):
+                reason = "malformed item (nested too deeply)"
             if on_error == "raise":
                 raise DataError(f"{report.path}: {where}: {reason} "
                                 "(use on_error: skip to count and skip such items)") from None
@@ -130,6 +161,23 @@ def convert_items(items: Iterable[tuple[str, Any]], convert: Callable[[str, Any]
             continue
         report.loaded += len(convs)
         yield from convs
+
+
+def _serialisable(conv: Conversation) -> Conversation:
+    try:
+        conv.to_json().encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ItemError(f"invalid Unicode (lone surrogate {e.object[e.start:e.end]!r})") from None
+    return conv
+
+
+def require_items(report: LoadReport, loaded_before: int, what: str) -> None:
+    """A load that produced nothing is a `DataError` with the skip counts (else an empty dataset fails much later,
+    e.g. `datasets`' "SchemaInferenceError")."""
+    if report.loaded == loaded_before:
+        reasons = ", ".join(f"{r}: {n}" for r, n in report.skipped.most_common(5)) or "no items in the file"
+        raise DataError(f"{what}: no usable items (loaded 0, skipped {report.total_skipped}: {reasons}); "
+                        "check the file's format and the data format in your config")
 
 
 def parse_tools(specs: Any, report: LoadReport | None = None) -> tuple[ToolSpec, ...]:
@@ -158,6 +206,24 @@ def parse_call_text(text: str) -> tuple[ToolCall, ...]:
     if not result.ok:
         raise ItemError(f"assistant turn is not a parseable call ({result.failure.kind})")
     return result.calls
+
+
+def check_turns(messages: list[Message]) -> None:
+    """Tool output answers a call: a tool turn before any assistant call is an item error (it would be trained as
+    the context of nothing, and MAE would judge it against no call)."""
+    called = False
+    for m in messages:
+        called = called or (m.role == "assistant" and bool(m.calls))
+        if m.role == "tool" and not called:
+            raise ItemError("tool output before any tool call")
+
+
+def check_gold_offered(gold: Iterable[Iterable[ToolCall]], tools: Iterable[ToolSpec]) -> None:
+    """Every gold call names an offered tool; else the item cannot be scored fairly (counted skip)."""
+    offered = {t.name for t in tools}
+    missing = sorted({c.name for answer in gold for c in answer} - offered)
+    if missing:
+        raise ItemError(f"gold calls a tool that is not offered ({missing[0][:60]!r})")
 
 
 def check_length(conv: Conversation, max_chars: int | None) -> Conversation:

@@ -1,8 +1,7 @@
-"""Loaders for the evaluation sets: ToolAlpaca, ToolEyes and BFCL v3/v4 (../shared/docs/data.md §1, §3, §4)."""
+"""Loaders for the evaluation sets ToolAlpaca and ToolEyes (../shared/docs/data.md §3, §4); BFCL is in bfcl.py."""
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,16 +11,26 @@ from tl_lightning.data.loaders.base import (
     ItemError,
     LoadReport,
     OnError,
+    check_gold_offered,
     check_length,
     convert_items,
+    loads,
     parse_tools,
     read_json,
-    read_json_or_jsonl,
+    read_json_list,
 )
-from tl_lightning.data.loaders.conversations import _convert_turns, _role_content
+from tl_lightning.data.loaders.conversations import _convert_turns
 from tl_lightning.errors import DataError
-from tl_lightning.format.call_format import parse_calls
-from tl_lightning.format.schema import Conversation, Message, ToolCall, ToolParam, ToolSpec, normalise_type, stable_id
+from tl_lightning.format.schema import (
+    TOOL_NAME,
+    Conversation,
+    Message,
+    ToolCall,
+    ToolParam,
+    ToolSpec,
+    normalise_type,
+    stable_id,
+)
 
 # ------------------------------------------------------------------------------------------------- ToolAlpaca
 _TA_PARAM = re.compile(r"^\s*(Required|Optional)\.\s*([\w\[\]]*)\.?\s*(.*)$", re.DOTALL | re.IGNORECASE)
@@ -30,12 +39,16 @@ _TA_DUP_KEY = re.compile(r'("[^"\\]+")\s*:\s*\1\s*:')  # upstream defect: `"symb
 
 def _toolalpaca_tool(name: str, text: str) -> ToolSpec:
     """A tool from ToolAlpaca's `Function_Description` text: `desc\\nParameters: {json}\\nOutput: ...`."""
+    if not TOOL_NAME.fullmatch(name) or not isinstance(text, str):
+        raise ItemError(f"function {name[:60]!r}: not a callable name, or a description that is not text")
     desc, _, rest = text.partition("\nParameters:")
     params_json = rest.split("\nOutput:", 1)[0].strip() or "{}"
     try:
-        raw = json.loads(params_json)
-    except json.JSONDecodeError:
+        raw = loads(params_json)
+    except ValueError:
         raise ItemError(f"function {name!r}: Parameters is not JSON") from None
+    if not isinstance(raw, dict):
+        raise ItemError(f"function {name!r}: Parameters is not an object")
     params = []
     for pname, ptext in raw.items():
         m = _TA_PARAM.match(str(ptext))
@@ -62,12 +75,15 @@ def _openapi_operations(paths: dict, prefix: str = "") -> Iterator[tuple[str, st
 def _openapi_tools(documentation: str) -> dict[str, ToolSpec]:
     """Tools named as ToolAlpaca names them (`path_with_underscores_method`) from the OpenAPI document."""
     try:
-        doc = json.loads(documentation)
-    except (json.JSONDecodeError, TypeError):
+        doc = loads(documentation)
+    except (ValueError, TypeError):
         return {}
+    paths = doc.get("paths") if isinstance(doc, dict) else None
     tools = {}
-    for path, method, op in _openapi_operations(doc.get("paths") or {}):
-        name = op.get("operationId") or f"{path.strip('/').replace('/', '_')}_{method}"
+    for path, method, op in _openapi_operations(paths if isinstance(paths, dict) else {}):
+        name = str(op.get("operationId") or f"{path.strip('/').replace('/', '_')}_{method}")
+        if not TOOL_NAME.fullmatch(name):
+            continue
         params = [ToolParam(str(p.get("name")), normalise_type((p.get("schema") or {}).get("type")),
                             str(p.get("description") or ""), bool(p.get("required")))
                   for p in op.get("parameters") or [] if isinstance(p, dict) and p.get("name")]
@@ -77,16 +93,20 @@ def _openapi_tools(documentation: str) -> dict[str, ToolSpec]:
 
 
 def _toolalpaca_step(step: dict, report: LoadReport) -> ToolCall:
-    raw = step.get("Action_Input") or "{}"
+    if not isinstance(step, dict) or not isinstance(step.get("Action"), str) or not step["Action"]:
+        raise ItemError("gold step without an Action")
+    raw = step.get("Action_Input")
     if isinstance(raw, dict):
         return ToolCall(step["Action"], raw)
+    if not isinstance(raw, str) or not raw.strip():  # an empty input is not a call with no arguments ("{}")
+        raise ItemError("gold Action_Input is empty")
     try:
-        args = json.loads(raw)
-    except json.JSONDecodeError:
+        args = loads(raw)
+    except ValueError:
         fixed = _TA_DUP_KEY.sub(r"\1:", raw)
         try:
-            args = json.loads(fixed)
-        except json.JSONDecodeError:
+            args = loads(fixed)
+        except ValueError:
             raise ItemError("gold Action_Input is not JSON (e.g. template placeholders like ${start date})") from None
         report.note("gold with duplicated key repaired")
     if not isinstance(args, dict):
@@ -120,7 +140,9 @@ def load_toolalpaca(path: str | Path, on_error: OnError = "skip", max_chars: int
 
     def convert(where: str, api: Any):
         tools = tuple(_toolalpaca_tool(n, t) for n, t in api["Function_Description"].items())
-        gold_names = {s.get("Action") for steps in api["Golden_Answers"] for s in steps}
+        if len(api["Instructions"]) != len(api["Golden_Answers"]):  # zip would silently drop the extra ones
+            raise ItemError(f"{len(api['Instructions'])} Instructions but {len(api['Golden_Answers'])} Golden_Answers")
+        gold_names = {s.get("Action") for steps in api["Golden_Answers"] for s in steps if isinstance(s, dict)}
         missing = gold_names - {t.name for t in tools} - {GET_DETAILS.name}
         if missing:  # Function_Description lacks tools the gold calls: recover them from the OpenAPI document
             recovered = [t for n, t in _openapi_tools(api.get("Documentation", "")).items() if n in missing]
@@ -130,9 +152,10 @@ def load_toolalpaca(path: str | Path, on_error: OnError = "skip", max_chars: int
             tools += (GET_DETAILS,)
         for i, (instr, steps) in enumerate(zip(api["Instructions"], api["Golden_Answers"])):
             try:
-                if not steps:
-                    raise ItemError("no gold steps")
+                if not steps or not isinstance(steps, list) or not isinstance(instr, str):
+                    raise ItemError("no gold steps, or an instruction that is not text")
                 first = _toolalpaca_step(steps[0], report)  # the scored step must parse
+                check_gold_offered([[first]], tools)
             except ItemError as e:
                 if on_error == "raise":
                     raise
@@ -144,7 +167,7 @@ def load_toolalpaca(path: str | Path, on_error: OnError = "skip", max_chars: int
             yield check_length(Conversation(cid, tools, (Message("user", instr),), ((first,),), "toolalpaca", meta),
                                max_chars)
 
-    yield from convert_items(((f"item {i}", x) for i, x in enumerate(read_json(path))), convert, report, on_error)
+    yield from convert_items(read_json_list(path), convert, report, on_error)
 
 
 # --------------------------------------------------------------------------------------------------- ToolEyes
@@ -166,8 +189,8 @@ def load_tool_library(root: str | Path, report: LoadReport | None = None) -> dic
         try:
             groups[f"{f.parent.parent.name}/{f.parent.name}"] = parse_tools(read_json(f), report)
             report.loaded += 1
-        except ItemError as e:
-            report.skip(str(f.relative_to(root)), str(e))
+        except (ItemError, DataError) as e:  # one bad tool file costs its group, counted, not the whole library
+            report.skip(str(f.relative_to(root)), str(e).replace(str(f), "file"))
     return groups
 
 
@@ -197,103 +220,4 @@ def load_tooleyes(path: str | Path, tool_library: str | Path | None = None, on_e
         cid = str(item.get("id") or stable_id(item.get("query"), meta["group"]))
         yield check_length(Conversation(cid, tools, tuple(messages), None, "tooleyes", meta), max_chars)
 
-    yield from convert_items(((f"item {i}", x) for i, x in enumerate(read_json(path))), convert, report, on_error)
-
-
-# ------------------------------------------------------------------------------------------------------- BFCL
-BFCL_CATEGORIES = ("simple", "multiple", "parallel", "parallel_multiple", "irrelevance", "java", "javascript",
-                   "live_simple", "live_multiple", "live_parallel", "live_parallel_multiple", "live_irrelevance",
-                   "exec_simple", "exec_multiple", "exec_parallel", "exec_parallel_multiple")
-
-
-def bfcl_data_dir(data_dir: str | Path | None = None) -> Path:
-    """The BFCL data directory: the given one, or the one inside an installed `bfcl-eval` package."""
-    if data_dir is not None:
-        p = Path(data_dir)
-        if not p.is_dir():
-            raise DataError(f"BFCL data directory not found: {p}")
-        return p
-    try:
-        import importlib.resources as ir
-        import importlib.util
-
-        if importlib.util.find_spec("bfcl_eval") is None:
-            raise ModuleNotFoundError
-        return Path(str(ir.files("bfcl_eval") / "data"))
-    except ModuleNotFoundError:
-        raise DataError("no BFCL data: pass data_dir (a folder with BFCL_v3_*.json files) or "
-                        "`pip install --no-deps bfcl-eval==2025.6.8`") from None
-
-
-def bfcl_files(category: str, data_dir: str | Path | None = None) -> tuple[Path, Path | None]:
-    """(question file, possible-answer file or None) for a category; the newest BFCL version present wins."""
-    if category not in BFCL_CATEGORIES:
-        raise DataError(f"unknown BFCL category {category!r}; choose from {', '.join(BFCL_CATEGORIES)}")
-    root = bfcl_data_dir(data_dir)
-    names = [category, "simple_python"] if category == "simple" else [category]
-    for sub_q, sub_a in (("", "possible_answer"), ("unused_datasets/question", "unused_datasets/possible_answer")):
-        for name in names:
-            # exact match: a glob "BFCL_v*_multiple.json" would also catch BFCL_v3_parallel_multiple.json
-            pattern = re.compile(rf"BFCL_v(\d+)_{re.escape(name)}\.json")
-            found = sorted((p for p in (root / sub_q).glob("BFCL_v*.json") if pattern.fullmatch(p.name)),
-                           key=lambda p: int(pattern.fullmatch(p.name).group(1)), reverse=True)
-            if found:
-                answer = root / sub_a / found[0].name
-                return found[0], answer if answer.is_file() else None
-    raise DataError(f"BFCL category {category!r}: no BFCL_v*_{category}.json under {root}")
-
-
-def _bfcl_canonical(ground_truth: list) -> tuple[ToolCall, ...]:
-    """One canonical answer from BFCL's per-parameter alternatives: the first non-empty alternative of each
-    parameter ("" marks an optional parameter that may be omitted). The full alternatives stay in meta."""
-    calls = []
-    for entry in ground_truth:
-        (fname, params), = entry.items()
-        args = {}
-        for pname, alternatives in params.items():
-            if any(a != "" for a in alternatives):  # else: may be omitted (or no value fits): leave it out
-                args[pname] = next(a for a in alternatives if a != "")
-        calls.append(ToolCall(fname, args))
-    return tuple(calls)
-
-
-def load_bfcl(category: str, data_dir: str | Path | None = None, on_error: OnError = "skip",
-              max_chars: int | None = None, report: LoadReport | None = None) -> Iterator[Conversation]:
-    """A BFCL single-turn category: question JSONL + `possible_answer` JSONL joined by id.
-
-    Gold: AST categories → one canonical answer (`meta["possible_answer"]` keeps every alternative); exec
-    categories → the parsed gold call strings; irrelevance → one acceptable answer with no call.
-    """
-    qfile, afile = bfcl_files(category, data_dir)
-    report = report or LoadReport(f"bfcl/{category}", str(qfile))
-    answers = {}
-    if afile is not None:
-        answers = {a["id"]: a["ground_truth"] for _, a in read_json_or_jsonl(afile, report, on_error)}
-
-    def convert(where: str, item: Any):
-        turns = item["question"]
-        flat = turns[0] if turns and isinstance(turns[0], list) else turns
-        if not flat:
-            raise ItemError("empty question")
-        messages = []
-        for m in flat:
-            role, content = _role_content(m)
-            messages.append(Message(role, str(content or "")))
-        tools = parse_tools(item["function"], report)
-        gt = answers.get(item["id"])
-        meta: dict[str, Any] = {"category": category}
-        if "irrelevance" in category:
-            gold: tuple = ((),)
-        elif gt is None:
-            raise ItemError("no possible answer for this id")
-        elif gt and isinstance(gt[0], str):
-            parsed = [parse_calls(s) for s in gt]
-            if not all(p.ok for p in parsed):
-                raise ItemError("exec gold call string does not parse")
-            gold = (tuple(c for p in parsed for c in p.calls),)
-        else:
-            gold = (_bfcl_canonical(gt),)
-            meta["possible_answer"] = gt
-        yield check_length(Conversation(str(item["id"]), tools, tuple(messages), gold, "bfcl", meta), max_chars)
-
-    yield from convert_items(read_json_or_jsonl(qfile, report, on_error), convert, report, on_error)
+    yield from convert_items(read_json_list(path), convert, report, on_error)

@@ -13,11 +13,15 @@ from tl_lightning.data.loaders.base import (
     ItemError,
     LoadReport,
     OnError,
+    check_gold_offered,
     check_length,
+    check_turns,
     convert_items,
+    loads,
     parse_call_text,
     parse_tools,
     read_json,
+    read_json_list,
     read_json_or_jsonl,
 )
 from tl_lightning.format.call_format import parse_calls
@@ -41,16 +45,18 @@ def _role_content(m: Any) -> tuple[str, Any]:
 
 def tools_from_system(text: str, report: LoadReport | None = None):
     """Tools from a system message: a JSON list, or a prompt with a JSON list inside (RoTBench/ToolEyes ReAct)."""
+    if not isinstance(text, str):
+        raise ItemError("system message is not text")
     try:
-        return parse_tools(json.loads(text), report)
-    except (json.JSONDecodeError, ItemError):
+        return parse_tools(loads(text), report)
+    except ValueError:  # ItemError included: not a bare tool list, look for one inside the prompt
         pass
     start, end = text.find("["), text.rfind("]")
     if start < 0 or end <= start:
         raise ItemError("system message holds no JSON tool list")
     try:
-        specs = json.loads(text[start:end + 1])
-    except json.JSONDecodeError:
+        specs = loads(text[start:end + 1])
+    except ValueError:
         raise ItemError("system message tool list is not valid JSON") from None
     return parse_tools(specs, report)
 
@@ -75,6 +81,7 @@ def _convert_turns(raw: list, report: LoadReport) -> tuple[tuple, list[Message]]
             messages.append(_assistant_message(content))
         else:
             messages.append(Message(role, content="" if content is None else str(content)))
+    check_turns(messages)
     return tools, messages
 
 
@@ -112,7 +119,7 @@ def load_rotbench(path: str | Path, on_error: OnError = "skip", max_chars: int |
 
     def convert(where: str, item: Any):
         turns = item["conversations"]
-        if len(turns) < 3:
+        if not isinstance(turns, list) or len(turns) < 3:
             raise ItemError("fewer than 3 turns (system, user, gold)")
         tools, messages = _convert_turns(turns[:-1], report)
         role, gold_raw = _role_content(turns[-1])
@@ -127,26 +134,47 @@ def load_rotbench(path: str | Path, on_error: OnError = "skip", max_chars: int |
                 report.note("unparseable gold alternative dropped")
         if not gold:
             raise ItemError("no parseable gold answer")
-        m = {**meta, "scenario": item.get("scenario", "")}
+        check_gold_offered(gold, tools)
+        system = turns[0].get("value")
+        m = {**meta, "scenario": item.get("scenario", ""), "rotbench_answers": gold_raw,
+             "rotbench_tool_names": official_tool_names(system) if isinstance(system, str) else None}
         yield check_length(Conversation(str(item["id"]), tools, tuple(messages), tuple(gold), "rotbench", m), max_chars)
 
-    yield from convert_items(((f"item {i}", x) for i, x in enumerate(read_json(p))), convert, report, on_error)
+    yield from convert_items(read_json_list(p), convert, report, on_error)
 
 
-def _openai_tool_calls(m: dict) -> tuple[ToolCall, ...]:
+def official_tool_names(system: str) -> list | None:
+    """The item's tool names as RoTBench's evaluate.py reads them, `json.loads(value[value.find("["):-13])` (its
+    `get_config`), so that official scoring finds finish / ask_to_user by position; None if that fails."""
+    try:
+        config = json.loads(system[len(system[:system.find("[")]):-13])
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(config, list):
+        return None
+    return [t["name"] if isinstance(t, dict) and isinstance(t.get("name"), str) else None for t in config]
+
+
+def _openai_tool_calls(m: dict, call_ids: set | None = None) -> tuple[ToolCall, ...]:
     calls = []
-    for tc in m.get("tool_calls") or ():
+    tool_calls = m.get("tool_calls") or []
+    if not isinstance(tool_calls, list):
+        raise ItemError("tool_calls is not a list")
+    for tc in tool_calls:
         fn = tc.get("function", tc) if isinstance(tc, dict) else None
-        if not isinstance(fn, dict) or not fn.get("name"):
+        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not fn["name"]:
             raise ItemError("tool call without a function name")
         args = fn.get("arguments") or {}
         if isinstance(args, str):
             try:
-                args = json.loads(args) if args.strip() else {}
-            except json.JSONDecodeError:
-                raise ItemError(f"tool call {fn['name']!r} has non-JSON arguments") from None
+                args = loads(args) if args.strip() else {}
+            except ValueError as e:
+                raise ItemError(f"tool call {fn['name']!r} has non-JSON arguments"
+                                + (" (nested too deeply)" if "deeply" in str(e) else "")) from None
         if not isinstance(args, dict):
             raise ItemError(f"tool call {fn['name']!r} arguments are not an object")
+        if call_ids is not None and isinstance(tc.get("id"), str):
+            call_ids.add(tc["id"])
         calls.append(ToolCall(fn["name"], args))
     return tuple(calls)
 
@@ -164,14 +192,19 @@ def load_openai(path: str | Path, on_error: OnError = "skip", max_chars: int | N
         if not isinstance(item, dict) or not item.get("messages"):
             raise ItemError("empty conversation")
         tools = parse_tools(item.get("tools") or [], report)
-        messages = []
+        messages, call_ids = [], set()
+        if not isinstance(item["messages"], list):
+            raise ItemError("messages is not a list")
         for m in item["messages"]:
             role, content = _role_content(m)
             content = "" if content is None else content if isinstance(content, str) else json.dumps(content)
-            calls = _openai_tool_calls(m) if role == "assistant" else ()
+            calls = _openai_tool_calls(m, call_ids) if role == "assistant" else ()
             if role == "assistant" and not calls and not content.strip():
                 raise ItemError("assistant turn without content or tool calls")
+            if role == "tool" and m.get("tool_call_id") is not None and m["tool_call_id"] not in call_ids:
+                raise ItemError("tool result for an unknown call id")
             messages.append(Message(role, content=content if role != "assistant" or not calls else "", calls=calls))
+        check_turns(messages)
         cid = str(item.get("id") or stable_id(str(path), where))
         yield check_length(Conversation(cid, tools, tuple(messages), source="openai"), max_chars)
 
@@ -200,6 +233,7 @@ def load_toolbench_answer(path: str | Path, on_error: OnError = "skip", max_char
                 messages.append(Message("assistant", content=content or "", calls=calls))
             else:
                 messages.append(Message(role, content="" if content is None else str(content)))
+        check_turns(messages)
         yield check_length(Conversation(Path(path).stem, tools, tuple(messages), source="toolbench"), max_chars)
 
     yield from convert_items([("file", read_json(path))], convert, report, on_error)
