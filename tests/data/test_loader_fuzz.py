@@ -19,7 +19,7 @@ from tl_lightning.errors import DataError
 from tl_lightning.format.render import PaperFormat
 from tl_lightning.format.schema import Conversation
 
-EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "30"))
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "100"))
 HOSTILE = ["", " ", "\n", "x): pass\ndef y(", "\ud800", "Action: f\nAction Input:", "f(x=", '{"a": ', "None",
            "import", "a b", "ﬀ", "[" * 50, "𝔘nicode", "\x00", "```python\nf()\n```", "-1", "1e999"]
 

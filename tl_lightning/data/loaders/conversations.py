@@ -203,7 +203,7 @@ def load_openai(path: str | Path, on_error: OnError = "skip", max_chars: int | N
                 raise ItemError("assistant turn without content or tool calls")
             if role == "tool" and m.get("tool_call_id") is not None and m["tool_call_id"] not in call_ids:
                 raise ItemError("tool result for an unknown call id")
-            messages.append(Message(role, content=content if role != "assistant" or not calls else "", calls=calls))
+            messages.append(Message(role, content=content, calls=calls))  # text beside calls is kept, not trained
         check_turns(messages)
         cid = str(item.get("id") or stable_id(str(path), where))
         yield check_length(Conversation(cid, tools, tuple(messages), source="openai"), max_chars)
