@@ -1,7 +1,11 @@
-"""PPO iteration time split (generate / score / reference + value / update) on CPU, and the ratio of one PPO
-iteration to (generation + one forward-backward) on the same batch (target <= 1.5), side by side in one process.
+"""PPO iteration time split (generate / score / reference + value / update) on CPU, and the ratio of each PPO
+iteration to the floor any PPO step pays on the same batch: generation + one forward-backward of the policy.
 
-    python -m benchmarks.ppo_iteration [--iterations 6] [--batch 8] [--new-tokens 32]
+The floor is timed right after each iteration, on that iteration's prompts (same sampling settings and seed), so
+both sides see the same prompts, the same policy weights and the same machine load; the ratio is reported per
+iteration (the first, warm-up, excluded) as a median with its range.
+
+    python -m benchmarks.ppo_iteration [--iterations 8] [--batch 8] [--new-tokens 32]
 """
 
 from __future__ import annotations
@@ -27,24 +31,33 @@ from tl_lightning.systems.ppo import PPOSystem
 from tl_lightning.systems.schedules import WarmupConstant
 
 
-def baseline(system: PPOSystem, batch, reps: int) -> dict:
-    """Generation + one forward-backward of the policy on the generated sequences: the floor for any PPO step."""
-    gen, fb = [], []
-    for i in range(reps):
+class FloorAfterEachIteration(L.Callback):
+    """After each PPO iteration: generation + one forward-backward of the policy on the iteration's own prompts."""
+
+    def __init__(self) -> None:
+        self.floors: list[dict] = []
+
+    def on_train_batch_end(self, trainer, system: PPOSystem, outputs, batch, batch_idx: int) -> None:
+        batch = batch.repeat_each(system.advantage.group_size)
+        seed = system.hparams.rollout_seed * 1_000_003 + system.iteration - 1  # the iteration's sampling seed
         t = time.perf_counter()
-        rollout = system._sample(batch)
-        gen.append(time.perf_counter() - t)
+        rollout = system.runner.sample(batch, seed, system.device)
+        gen = time.perf_counter() - t
         system.model.train()
         t = time.perf_counter()
         system.runner.forward(rollout, "default", head=True).logp.sum().backward()
+        fb = time.perf_counter() - t
         system.model.zero_grad(set_to_none=True)
-        fb.append(time.perf_counter() - t)
-    return {"generate_s": statistics.median(gen), "forward_backward_s": statistics.median(fb)}
+        self.floors.append({"generate_s": gen, "forward_backward_s": fb})
+
+
+def _spread(values: list[float]) -> dict:
+    return {"median": round(statistics.median(values), 3), "min": round(min(values), 3), "max": round(max(values), 3)}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--iterations", type=int, default=6)
+    ap.add_argument("--iterations", type=int, default=8)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--new-tokens", type=int, default=32)
     a = ap.parse_args()
@@ -55,26 +68,25 @@ def main() -> None:
                                          lora=LoraSettings(r=8, dropout=0.0)), critic=SharedCritic(), generation=gen,
                            ppo={"ppo_epochs": 1, "minibatch_size": a.batch}, lr_scheduler=WarmupConstant)
         dm = ToolPromptDataModule(tokenizer=ckpt, source=DataSource(size=100), batch_size=a.batch)
+        floor = FloorAfterEachIteration()
         trainer = L.Trainer(accelerator="cpu", max_epochs=1, limit_train_batches=a.iterations,
-                            logger=L.pytorch.loggers.CSVLogger(d),
+                            logger=L.pytorch.loggers.CSVLogger(d), callbacks=[floor],
                             enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
                             log_every_n_steps=1)
-        t = time.perf_counter()
         trainer.fit(system, dm)
-        wall = (time.perf_counter() - t) / a.iterations
-        rows = [r for r in csv.DictReader(open(Path(trainer.log_dir) / "metrics.csv")) if r.get("time/rollout")][1:]
-        split = {k: statistics.median(float(r[f"time/{k}"]) for r in rows) for k in ("rollout", "score", "ref_value",
-                                                                                     "update")}
-        iteration = sum(split.values())
-        base = baseline(system, next(iter(dm.train_dataloader())), reps=3)
-        floor = base["generate_s"] + base["forward_backward_s"]
+        rows = [r for r in csv.DictReader(open(Path(trainer.log_dir) / "metrics.csv")) if r.get("time/rollout")]
+        splits = [{k: float(r[f"time/{k}"]) for k in ("rollout", "score", "ref_value", "update")} for r in rows]
+        pairs = list(zip(splits, floor.floors))[1:]  # the first iteration warms up
+        ratios = [sum(s.values()) / (f["generate_s"] + f["forward_backward_s"]) for s, f in pairs]
         print(json.dumps({"machine": f"CPU, {torch.get_num_threads()} threads",
                           "model": "tiny Llama h64 L2, NF4 + LoRA r8",
                           "batch": a.batch, "new_tokens": a.new_tokens, "ppo_epochs": 1, "minibatches": 1,
-                          "iteration_split_s": {k: round(v, 4) for k, v in split.items()},
-                          "iteration_s": round(iteration, 4), "iteration_wall_s_incl_lightning": round(wall, 4),
-                          "baseline_s": {k: round(v, 4) for k, v in base.items()},
-                          "ratio_iteration_over_generate_plus_fwd_bwd": round(iteration / floor, 3)}, indent=1))
+                          "iterations_timed": len(pairs),
+                          "iteration_split_s": {k: _spread([s[k] for s, _ in pairs]) for k in pairs[0][0]},
+                          "iteration_s": _spread([sum(s.values()) for s, _ in pairs]),
+                          "floor_s": {k: _spread([f[k] for _, f in pairs]) for k in pairs[0][1]},
+                          "ratio_iteration_over_generate_plus_fwd_bwd": _spread(ratios),
+                          "ratios": [round(x, 3) for x in ratios]}, indent=1))
 
 
 if __name__ == "__main__":

@@ -14,9 +14,14 @@ from __future__ import annotations
 
 import os
 
-import pytest
-import torch
+# One torch thread per process (README, Test): the tiny models gain nothing from more, and on a shared 2-core
+# machine competing threads multiply the suite's time. Set before torch starts; subprocesses inherit it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))  # in case a plugin imported torch first
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -18,7 +18,7 @@ LAYERS = [
     {"models"},
     {"evaluation"},
     {"systems", "callbacks", "strategies"},
-    {"cli", "runtime", "inspect", "export"},
+    {"cli", "config_errors", "runtime", "inspect", "export"},
 ]
 
 

@@ -1,13 +1,17 @@
 """Callbacks: HF-format export of the trained adapter (+ tokenizer + resolved config) at each checkpoint and at
-the end, so outputs load back with `PeftModel.from_pretrained` / `AutoTokenizer.from_pretrained`."""
+the end, so outputs load back with `PeftModel.from_pretrained` / `AutoTokenizer.from_pretrained`; what a resumed
+run did; plain-line progress for logs and CI."""
 
 from __future__ import annotations
 
 import logging
+import math
 import shutil
+import time
 from pathlib import Path
 
 import lightning as L
+from lightning.pytorch.callbacks import ProgressBar
 
 from tl_lightning.strategies import full_state_dict
 
@@ -26,6 +30,7 @@ class HFExport(L.Callback):
         self.dirname = dirname
         self.every_checkpoint = every_checkpoint
         self.final_dir: Path | None = None
+        self.start_step: int | None = None  # the step training (re)started from; None until it starts
 
     def _export(self, trainer: L.Trainer, pl_module: L.LightningModule, name: str) -> Path | None:
         if getattr(pl_module, "model", None) is None:
@@ -55,14 +60,44 @@ class HFExport(L.Callback):
         if self.every_checkpoint:
             self._export(trainer, pl_module, f"step-{trainer.global_step}")
 
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.start_step = trainer.global_step
+        if trainer.ckpt_path and trainer.is_global_zero:
+            print(f"Resuming from {trainer.ckpt_path}: epoch {trainer.current_epoch}, step {trainer.global_step}; "
+                  f"training until {_limit(trainer)}")
+
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.final_dir = self._export(trainer, pl_module, "final")
-        if self.final_dir is not None:
-            logs = Path(trainer.log_dir or trainer.default_root_dir)
-            msg = (f"\nTraining done.\n  adapter + tokenizer + config: {self.final_dir}\n"
-                   f"  logs (metrics.csv, config.yaml, data_stats.json): {logs}\n"
-                   f"  Lightning checkpoints: {logs / 'checkpoints'}\n")
-            print(msg)
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # After the progress bar has finished. When a resumed checkpoint had already reached the limit, Lightning
+        # skips the training loop (no on_train_start / on_train_end): export anyway and say how to train further.
+        resumed_done = self.final_dir is None and self.start_step is None and trainer.ckpt_path
+        if resumed_done:
+            self.final_dir = self._export(trainer, pl_module, "final")
+        if self.final_dir is None:
+            return
+        logs = Path(trainer.log_dir or trainer.default_root_dir)
+        if resumed_done:
+            head = (f"Nothing to train: {trainer.ckpt_path} is at step {trainer.global_step}, already at "
+                    f"{_limit(trainer)}. To train further, resume with a higher limit, e.g. "
+                    f"--trainer.max_epochs {(trainer.max_epochs or 0) + 2}.")
+        elif trainer.ckpt_path:
+            head = (f"Training done: resumed from {trainer.ckpt_path} at step {self.start_step}, trained steps "
+                    f"{self.start_step}-{trainer.global_step}.")
+        else:
+            head = "Training done."
+        written = ", ".join(f for f in ("metrics.csv", "config.yaml", "data_stats.json", "samples.jsonl")
+                            if (logs / f).is_file())
+        print(f"\n{head}\n  adapter + tokenizer + config: {self.final_dir}\n"
+              f"  logs ({written}): {logs}\n"
+              f"  Lightning checkpoints: {logs / 'checkpoints'}\n")
+
+
+def _limit(trainer: L.Trainer) -> str:
+    if trainer.max_steps is not None and trainer.max_steps >= 0:
+        return f"max_steps={trainer.max_steps}"
+    return f"max_epochs={trainer.max_epochs}"
 
 
 class SampleLogger(L.Callback):
@@ -84,3 +119,71 @@ class SampleLogger(L.Callback):
         with open(path, "a", encoding="utf-8") as f:
             for s in samples[: self.max_per_iteration]:
                 f.write(json.dumps(s, ensure_ascii=False) + "\n")
+
+
+class PlainProgressBar(ProgressBar):
+    """Progress as plain lines, for a log file, a CI job or a notebook (where a live bar draws nothing).
+
+    Every `every_n_batches` training batches: epoch, batch, the progress-bar metrics (SFT: loss) and the RL
+    metrics in `rl_keys` when logged (reward, KL), rate and elapsed time; after each validation, the validation
+    metrics; during tests, the batch count. `TLCLI` uses it in place of the live bar when stdout is not a terminal.
+
+    Args:
+        every_n_batches: print every this many training batches; null: the trainer's `log_every_n_steps`, at
+            least a twentieth of an epoch.
+        rl_keys: logged metrics printed when present (PPO / GRPO: the mean reward, the KL to the reference).
+    """
+
+    def __init__(self, every_n_batches: int | None = None,
+                 rl_keys: tuple[str, ...] = ("reward/mean", "reward/rate/format_error", "ppo/kl")) -> None:
+        super().__init__()
+        self.every_n_batches, self.rl_keys = every_n_batches, rl_keys
+        self.enabled = True
+        self._t0 = time.monotonic()
+
+    def disable(self) -> None:
+        self.enabled = False
+
+    def enable(self) -> None:
+        self.enabled = True
+
+    def _every(self, trainer: L.Trainer) -> int:
+        if self.every_n_batches:
+            return self.every_n_batches
+        per_epoch = self.total_train_batches if math.isfinite(self.total_train_batches) else 0
+        return max(1, trainer.log_every_n_steps, math.ceil(per_epoch / 20))
+
+    @staticmethod
+    def _metrics(items) -> str:
+        return "  ".join(f"{k} {float(v):.4g}" for k, v in items if k != "v_num")
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._t0 = time.monotonic()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        n = batch_idx + 1
+        if not self.enabled or (n % self._every(trainer) and n != self.total_train_batches):
+            return
+        metrics = {k: v for k, v in self.get_metrics(trainer, pl_module).items() if not k.startswith("val/")}
+        metrics.update({k: trainer.callback_metrics[k] for k in self.rl_keys if k in trainer.callback_metrics})
+        elapsed = time.monotonic() - self._t0
+        total = self.total_train_batches
+        of = f"/{total}" if math.isfinite(total) else ""
+        epochs = f"/{trainer.max_epochs}" if trainer.max_epochs and trainer.max_epochs > 0 else ""
+        print(f"epoch {trainer.current_epoch + 1}{epochs}  batch {n}{of}  {self._metrics(metrics.items())}"
+              f"  ({elapsed:.0f} s)", flush=True)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self.enabled or trainer.sanity_checking:
+            return
+        metrics = [(k, v) for k, v in trainer.callback_metrics.items() if k.startswith("val/") and "/rate/" not in k]
+        print(f"epoch {trainer.current_epoch + 1} validation  {self._metrics(sorted(metrics))}", flush=True)
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        n, total = batch_idx + 1, trainer.num_test_batches[dataloader_idx]
+        if self.enabled and math.isfinite(total) and (n % max(1, math.ceil(total / 5)) == 0 or n == total):
+            print(f"test batch {n}/{total}  ({time.monotonic() - self._t0:.0f} s)", flush=True)
+
+    def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._t0 = time.monotonic()
+

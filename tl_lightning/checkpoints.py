@@ -62,11 +62,7 @@ def resolve_checkpoint(checkpoint: str, marker: str = MODEL_MARKER) -> str:
         if not (p / marker).is_file():
             raise UserError(f"checkpoint {p} has no {marker} (expected a save_pretrained directory)")
         return str(p)
-    # A hub id is "name" or "org/name". Anything else, or "dir/name" whose dir exists here (a typo in a local
-    # path, e.g. runs/tiny-lama), is reported as a missing path at once instead of as a hub lookup.
-    looks_like_path = (checkpoint.startswith((".", "/", "~")) or checkpoint.count("/") > 1
-                       or (p.parent != Path(".") and p.parent.is_dir()))
-    if looks_like_path:
+    if looks_like_local_path(checkpoint):  # a typo in a local path: reported at once, not as a hub lookup
         raise UserError(f"model checkpoint not found: {checkpoint} (fix the path, or build it: "
                         f"`python -m tl_lightning.models.tiny {checkpoint}` writes a tiny random Llama there)")
     if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
@@ -77,9 +73,21 @@ def resolve_checkpoint(checkpoint: str, marker: str = MODEL_MARKER) -> str:
         except Exception:  # noqa: BLE001 - any cache lookup problem means "not cached"
             cached = None
         if not isinstance(cached, str):
-            raise UserError(f"model {checkpoint!r} is not in the local HF cache and HF_HUB_OFFLINE=1 forbids "
-                            "downloading it: download it once online, or point checkpoint at a local directory")
+            raise UserError(f"model checkpoint not found: {checkpoint!r} is no local directory, and as a hub id it "
+                            "is not in the local HF cache (HF_HUB_OFFLINE=1 forbids downloading it): fix the path, "
+                            "or download the model once online")
     return checkpoint
+
+
+LOCAL_PREFIXES = (".", "/", "~", "runs/", "data/")
+
+
+def looks_like_local_path(name: str) -> bool:
+    """A hub id is "name" or "org/name". A name with a local prefix (./, ../, /, ~, runs/, data/), a backslash,
+    more than one slash or a trailing one, or whose first part is a directory here, is a local path."""
+    parts = name.replace("\\", "/").split("/")
+    return (name.startswith(LOCAL_PREFIXES) or "\\" in name or len(parts) > 2 or name.endswith("/")
+            or (len(parts) == 2 and Path(parts[0]).is_dir()))
 
 
 def load_tokenizer(checkpoint: str, trust_remote_code: bool = False):

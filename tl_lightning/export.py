@@ -42,7 +42,9 @@ def merge_adapter(adapter_dir: str | Path, out_dir: str | Path, base: str | None
 
 
 def main(argv: list[str] | None = None) -> None:
-    from tl_lightning.runtime import run_with_user_errors
+    from tl_lightning.runtime import quiet_third_party_logs, run_with_user_errors
+
+    quiet_third_party_logs()  # before bitsandbytes loads (its CPU kernel notice) and transformers' progress bars
 
     ap = argparse.ArgumentParser(description="Merge a LoRA adapter into its base model.")
     ap.add_argument("adapter_dir")

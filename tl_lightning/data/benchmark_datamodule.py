@@ -7,6 +7,7 @@ with their gold, and each prompt's benchmark group), so the system only generate
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -61,7 +62,7 @@ def scoring_mode(source: BenchmarkSource) -> str:
     return source.scoring
 
 
-def _load(source: BenchmarkSource, root: Path, on_error: str) -> list[Conversation]:
+def _load(source: BenchmarkSource, root: Path, on_error: str, bfcl_dir: str | None = None) -> list[Conversation]:
     if source.format == "toolworld":
         from tl_lightning.data.toolworld import ToolWorld
 
@@ -70,7 +71,7 @@ def _load(source: BenchmarkSource, root: Path, on_error: str) -> list[Conversati
     options = {}
     if source.format == "bfcl":
         path = source.path
-        options["data_dir"] = str(root / source.data_dir) if source.data_dir else None
+        options["data_dir"] = str(root / source.data_dir) if source.data_dir else bfcl_dir
     else:
         path = root / source.path
         if source.tool_library:
@@ -96,11 +97,15 @@ class BenchmarkDataModule(ToolDataModule):
         batch_size: prompts per generation batch.
         on_error: "skip" (count and log bad items) or "raise".
         limit: evaluate at most this many items of every benchmark (smoke runs; a benchmark's own `limit` wins).
+        bfcl_fallback_dir: BFCL data folder (relative to the working directory) for bfcl benchmarks without a
+            `data_dir` when the bfcl-eval package is not installed; configs/eval/tiny.yaml points it at
+            tests/fixtures/bfcl (a few items per category), so the CPU smoke run covers BFCL either way.
     """
 
     def __init__(self, tokenizer: str = "codellama/CodeLlama-7b-hf", benchmarks: list[BenchmarkSource] | None = None,
                  root: str = "data", prompt_format: Literal["paper", "chat_template"] = "paper", batch_size: int = 16,
-                 on_error: Literal["raise", "skip"] = "skip", limit: int | None = None) -> None:
+                 on_error: Literal["raise", "skip"] = "skip", limit: int | None = None,
+                 bfcl_fallback_dir: str | None = None) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.benchmarks = [as_dataclass(BenchmarkSource, b) for b in benchmarks or []]
@@ -117,10 +122,39 @@ class BenchmarkDataModule(ToolDataModule):
         if self.items:
             return
         root = Path(self.hparams.root)
+        bfcl_dir = self._bfcl_dir()
         for b in self.benchmarks:
-            convs = _load(b, root, self.hparams.on_error)
+            convs = _load(b, root, self.hparams.on_error, bfcl_dir)
             self.items += self.prompt_items(convs, b.name)
             log.info("benchmark %s: %d prompts", b.name, len(convs))
+
+    def _bfcl_dir(self) -> str | None:
+        """The fallback BFCL folder when it is needed: bfcl-eval absent and a fallback configured."""
+        fallback = self.hparams.bfcl_fallback_dir
+        if fallback is None or importlib.util.find_spec("bfcl_eval") is not None or \
+                not any(b.format == "bfcl" and not b.data_dir for b in self.benchmarks):
+            return None
+        log.info("bfcl-eval is not installed: BFCL items come from %s", fallback)
+        return fallback
+
+    def check_paths(self) -> None:
+        """Every benchmark file (and BFCL folder) exists: one `DataError` line before the trainer starts."""
+        root = Path(self.hparams.root)
+        for b in self.benchmarks:
+            if b.format == "toolworld":
+                continue
+            if b.format == "bfcl":
+                folder = root / b.data_dir if b.data_dir else self._bfcl_dir()
+                if folder is None and importlib.util.find_spec("bfcl_eval") is None:
+                    raise DataError(f"benchmark {b.name}: no BFCL data: `pip install --no-deps bfcl-eval==2025.6.8`, "
+                                    "or set its data_dir (or data.init_args.bfcl_fallback_dir)")
+                paths = [Path(folder)] if folder is not None else []
+            else:
+                paths = [root / b.path] + ([root / b.tool_library] if b.tool_library else [])
+            for path in paths:
+                if not path.exists():
+                    raise DataError(f"benchmark {b.name}: {path} not found (data.init_args.root is {root}; see the "
+                                    "README, Data, for where to get each benchmark)")
 
     def test_dataloader(self) -> DataLoader:
         return self.prompt_loader(self.items, self.hparams.batch_size)

@@ -72,6 +72,10 @@ class ToolPromptDataModule(ToolDataModule):
         self.items: list[dict] = []
         self.consumed = 0  # prompts (not samples) handed to the training step so far
 
+    def check_paths(self) -> None:
+        """Missing data files, in one line, before the trainer starts (the CLI calls this)."""
+        self.source.check_path()
+
     def setup(self, stage: str | None = None) -> None:
         if self.items:
             return

@@ -90,6 +90,11 @@ class ToolSFTDataModule(ToolDataModule):
         self.stats: dict[str, dict] = {}
         self.val_prompts: list[dict] = []
 
+    def check_paths(self) -> None:
+        """Missing data files, in one line, before the trainer starts (the CLI calls this)."""
+        self.train_source.check_path()
+        self.val_source.check_path()
+
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:  # already encoded (e.g. setup called by hand before fit): only write the stats
             self._write_stats()

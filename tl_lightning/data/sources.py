@@ -4,6 +4,7 @@ read through an HF `datasets` cache)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from tl_lightning.data.loaders import LoadReport, as_hf_dataset
@@ -33,6 +34,15 @@ class DataSource:
     """Files: stop at the first bad item, or count and skip it."""
     limit: int | None = None
     """Use at most this many conversations."""
+
+    def check_path(self) -> None:
+        """A file source's path exists (one `DataError` line; the CLI checks before the trainer starts)."""
+        if self.format == "toolworld":
+            return
+        if not self.path:
+            raise DataError(f"data source format {self.format!r} needs a path")
+        if not Path(self.path).expanduser().exists():
+            raise DataError(f"data path not found: {self.path} (check the path in your config)")
 
     def load(self, cache_dir: str | None = None) -> tuple[list[Conversation], LoadReport]:
         if self.format == "toolworld":

@@ -156,13 +156,31 @@ def prepare_for_training(model, settings: ModelSettings):
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
     if settings.adapter is not None:
-        if not (Path(settings.adapter) / "adapter_config.json").is_file():
-            raise UserError(f"adapter directory {settings.adapter} has no adapter_config.json")
-        return PeftModel.from_pretrained(model, settings.adapter, is_trainable=True)
+        return PeftModel.from_pretrained(model, str(check_adapter_dir(settings.adapter)), is_trainable=True)
     lora = settings.lora
     cfg = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                      target_modules=lora.target_modules, modules_to_save=lora.modules_to_save, task_type="CAUSAL_LM")
     return get_peft_model(model, cfg)
+
+
+def check_adapter_dir(adapter: str) -> Path:
+    """The adapter directory, or a one-line `UserError` naming the path (never a hub lookup for a typo)."""
+    path = Path(adapter).expanduser()
+    if not path.is_dir():
+        raise UserError(f"adapter directory not found: {adapter} (expected the hf/final folder of a run, e.g. "
+                        "runs/quickstart/sft/version_0/hf/final)")
+    if not (path / "adapter_config.json").is_file():
+        raise UserError(f"adapter directory {adapter} has no adapter_config.json (expected an hf/<step> folder)")
+    return path
+
+
+def check_model_paths(settings: ModelSettings) -> None:
+    """Fail in one line, before any loading, on a checkpoint that is neither found nor built on first use, and on a
+    missing adapter directory (the CLI calls this before the trainer starts)."""
+    if settings.build is None:
+        resolve_checkpoint(settings.checkpoint)
+    if settings.adapter is not None:
+        check_adapter_dir(settings.adapter)
 
 
 def prepare_checkpoint(settings: ModelSettings) -> str:
@@ -227,11 +245,9 @@ def load_for_inference(settings: ModelSettings, device: torch.device | str = "cp
     """Base model (quantized as configured) + the optional adapter, frozen, in eval mode (evaluation)."""
     model = load_base_model(settings, device)
     if settings.adapter is not None:
-        if not (Path(settings.adapter) / "adapter_config.json").is_file():
-            raise UserError(f"adapter directory {settings.adapter} has no adapter_config.json")
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, settings.adapter, is_trainable=False)
+        model = PeftModel.from_pretrained(model, str(check_adapter_dir(settings.adapter)), is_trainable=False)
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from pathlib import Path
 
 import lightning as L
@@ -25,6 +26,8 @@ from tl_lightning.metrics.scoring import scoring_label
 from tl_lightning.metrics.tool_call import SchemaValidityMetrics, ToolCallMetrics
 from tl_lightning.models.generation import GenerationSettings
 from tl_lightning.models.loading import ModelSettings, load_for_inference, prepare_checkpoint
+
+log = logging.getLogger(__name__)
 
 
 def prediction_record(p: Prediction) -> dict:
@@ -62,6 +65,7 @@ class EvalSystem(L.LightningModule):
         self.metrics: dict[str, ToolCallMetrics | SchemaValidityMetrics] = {}
         self.counts: dict[str, int] = {}
         self.scoring: dict[str, str] = {}
+        self.too_long: dict[str, int] = {}  # per benchmark: prompts skipped, longer than the model's positions
         self.out_dir: Path | None = None
         self.summary: dict[str, dict] = {}
         self.report_paths: dict[str, Path] = {}
@@ -84,11 +88,31 @@ class EvalSystem(L.LightningModule):
         for f in (self.out_dir / "predictions").glob("*.jsonl"):
             f.unlink()
         self.metrics, self.counts, self.scoring = {}, {}, {}
+        self.too_long = {}
 
     def test_step(self, batch: PromptBatch, batch_idx: int) -> None:
+        batch = self._prompts_that_fit(batch)
+        if not len(batch):
+            return
         for p in predict_batch(self.model, self.tokenizer, batch, self.generation,
                                free_text_tools=self.free_text_tools):
             self._record(p.group, p)
+
+    def _prompts_that_fit(self, batch: PromptBatch) -> PromptBatch:
+        """The batch without the prompts that do not fit the model's positions with `max_new_tokens`, even cut to
+        `max_prompt_length`: decoding past the positions a model was trained on is slow and meaningless. They are
+        counted per benchmark (`skipped_too_long` in summary.json) and logged, not decoded."""
+        positions = getattr(getattr(self.model, "config", None), "max_position_embeddings", None)
+        if not positions:
+            return batch
+        room = positions - self.generation.max_new_tokens
+        fits = [min(len(ids), self.generation.max_prompt_length) <= room for ids in batch.input_ids]
+        for group, ok in zip(batch.groups, fits):
+            if not ok:
+                self.too_long[group] = self.too_long.get(group, 0) + 1
+        keep = [i for i, ok in enumerate(fits) if ok]
+        return batch if len(keep) == len(batch) else PromptBatch(
+            [batch.input_ids[i] for i in keep], [batch.conversations[i] for i in keep], [batch.groups[i] for i in keep])
 
     def _record(self, group: str, p: Prediction) -> None:
         conv = p.conversation
@@ -114,5 +138,11 @@ class EvalSystem(L.LightningModule):
             for k in ("ts", "pi", "cf", "format_valid", "params_valid"):
                 if k in values:
                     self.log(f"test/{group}/{k}", values[k])
+        for group, n in self.too_long.items():
+            self.summary.setdefault(group, {"n": 0})["skipped_too_long"] = n
+        if self.too_long:
+            log.warning("%d prompts skipped, longer than the model's %d positions minus %d new tokens: %s",
+                        sum(self.too_long.values()), self.model.config.max_position_embeddings,
+                        self.generation.max_new_tokens, ", ".join(f"{g} {n}" for g, n in self.too_long.items()))
         self.report_paths = write_report(self.summary, self.out_dir)
         print(f"\nEvaluation report: {self.report_paths['markdown']}\n" + (self.out_dir / "summary.md").read_text())

@@ -173,6 +173,13 @@ class SFTSystem(L.LightningModule):
             self.log(f"val/{k}", v, prog_bar=k == "cf")
         self.val_tool_metrics.reset()
 
+    def on_train_start(self) -> None:
+        # A resumed checkpoint restores the schedule with the old run's length; a run resumed with a higher
+        # max_epochs continues it over the new length (else its LR would stay at the old end, 0 for a cosine).
+        schedule = self.lr_schedulers()
+        if hasattr(schedule, "set_total_steps"):
+            schedule.set_total_steps(int(self.trainer.estimated_stepping_batches))
+
     def configure_optimizers(self):
         params = [p for p in self.model.parameters() if p.requires_grad]
         opt = (self.optimizer_factory or default_optimizer)(params)
