@@ -88,6 +88,12 @@ def wall_table(r: dict) -> str:
     return "\n".join(lines + [f"| **total** | **{total / 60:.1f}** |"])
 
 
+def bars(ax, xs: list[float], width: float, sets: dict, color: str, label: str) -> None:
+    """TS bars with the CF bars (never higher: CF implies TS) drawn over them, hatched."""
+    ax.bar(xs, [100 * sets[n]["ts"] for n in SET_NAMES], width, color=color, alpha=0.5, label=label)
+    ax.bar(xs, [100 * sets[n]["cf"] for n in SET_NAMES], width, color=color, hatch="//", edgecolor="black")
+
+
 def plot(r: dict, path: Path) -> None:
     import matplotlib
 
@@ -97,22 +103,19 @@ def plot(r: dict, path: Path) -> None:
     fig, ((a, b), (c, d)) = plt.subplots(2, 2, figsize=(14, 8.5))
     x = range(len(SET_NAMES))
     for j, style in enumerate(STYLES):
-        for k, (metric, hatch) in enumerate((("ts", ""), ("cf", "//"))):
-            a.bar([i + (2 * j + k - 1.5) * 0.2 for i in x], [100 * r["zero_shot"][style][n][metric] for n in SET_NAMES],
-                  0.2, hatch=hatch, color=f"C{j}", label=f"{style} {metric.upper()}")
+        bars(a, [(j - 0.5) * 0.4 + i for i in x], 0.4, r["zero_shot"][style], f"C{j}", style)
     ticks = [SET_LABELS[n].replace(" ", "\n", 1) for n in SET_NAMES]
     a.set_xticks(list(x), ticks, fontsize=8)
-    a.set(ylabel="% of items", ylim=(0, 100), title="Zero-shot: paper prompt vs chat template")
+    a.set(ylabel="% of items", ylim=(0, 100), title="Zero-shot: TS (bar) and CF (hatched), paper prompt vs template")
     a.legend(fontsize=8)
     for v in ("sft_plain", "sft_mae_pkt"):
         b.plot(r[v]["train_loss"], label=v.replace("sft_", "SFT ").replace("mae_pkt", "MAE + PKT"))
     b.set(xlabel="optimizer step", ylabel="token CE (unweighted, train batch)", title="SFT loss, same data and steps")
     b.legend()
-    rows = models(r)
-    for j, (label, sets) in enumerate(rows.items()):
-        c.bar([i + (j - 1.5) * 0.2 for i in x], [100 * sets[n]["cf"] for n in SET_NAMES], 0.2, label=label)
+    for j, (label, sets) in enumerate(models(r).items()):
+        bars(c, [(j - 1.5) * 0.2 + i for i in x], 0.2, sets, f"C{j}", label)
     c.set_xticks(list(x), ticks, fontsize=8)
-    c.set(ylabel="CF %", ylim=(0, 100), title="Greedy CF after each stage")
+    c.set(ylabel="% of items", ylim=(0, 100), title="After each stage: TS (bar) and CF (hatched)")
     c.legend(fontsize=8)
     g = r["rl"]
     d.plot(range(1, len(g["reward"]) + 1), g["reward"], marker="o", label="mean reward")
