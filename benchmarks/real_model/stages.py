@@ -29,6 +29,7 @@ from tl_lightning.format.schema import Conversation
 from tl_lightning.metrics.tool_call import ToolCallMetrics
 from tl_lightning.models.generation import GenerationSettings
 from tl_lightning.models.loading import ModelSettings, load_for_inference
+from tl_lightning.rewards.reward import RewardTable
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "configs" / "smollm2"
@@ -89,8 +90,6 @@ def eval_sets(checkpoint: str, scale: Scale) -> dict[str, list[Conversation]]:
 
 def summarize(preds: list[Prediction]) -> dict:
     """TS / PI / CF, category rates and counts, mean IRM reward, and a few raw responses."""
-    from tl_lightning.rewards.reward import RewardTable
-
     metric = ToolCallMetrics()
     metric.update_classified([p.classification for p in preds])
     cats = Counter(p.classification.category for p in preds)
