@@ -82,26 +82,34 @@ def test_constant_reward_keeps_policy_near_reference(tiny_checkpoint, tmp_path):
     assert max(kls) < 0.5, kls  # only the KL penalty acts: no drift
 
 
-def test_resume_is_exact(tiny_checkpoint, tmp_path):
+def _stop_and_resume(tmp_path, make_system, make_dm, stop_after_steps):
+    """Train 4 iterations straight through, and again stopped after `stop_after_steps` optimizer steps and resumed
+    from the last checkpoint. Returns (uninterrupted system, resumed system, the saved checkpoint)."""
+
     def run(root, ckpt_path=None, cb=(), **kw):
         L.seed_everything(0)
-        system = _system(tiny_checkpoint)
+        system = make_system()
         trainer = _trainer(root, 4, callbacks=list(cb), enable_checkpointing=bool(cb), **kw)
-        trainer.fit(system, _dm(tiny_checkpoint), ckpt_path=ckpt_path)
+        trainer.fit(system, make_dm(), ckpt_path=ckpt_path)
         return system
 
     full = run(tmp_path / "full")
     ck = L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path / "ck", save_last=True, every_n_train_steps=1)
-    # stop mid-run after 2 of 4 iterations: global steps count optimizer steps (2 epochs x 2 minibatches = 4 each)
-    run(tmp_path / "a", cb=[ck], max_steps=8)
+    run(tmp_path / "a", cb=[ck], max_steps=stop_after_steps)
     saved = torch.load(tmp_path / "ck" / "last.ckpt", weights_only=True)  # safe loader works
-    assert all("lora_" in k or k.startswith("value_head") for k in saved["state_dict"])
-    assert saved["ppo_state"]["iteration"] == 2 and saved["ToolPromptDataModule"]["consumed"] == 8
     resumed = run(tmp_path / "b", ckpt_path=str(tmp_path / "ck" / "last.ckpt"))
-    assert resumed.iteration == full.iteration == 4
     a, b = _trainable(full), _trainable(resumed)
     for n in a:
         torch.testing.assert_close(b[n], a[n], rtol=1e-4, atol=1e-6)
+    return full, resumed, saved
+
+
+def test_resume_is_exact(tiny_checkpoint, tmp_path):
+    # stop mid-run after 2 of 4 iterations: global steps count optimizer steps (2 epochs x 2 minibatches = 4 each)
+    full, resumed, saved = _stop_and_resume(tmp_path, lambda: _system(tiny_checkpoint), lambda: _dm(tiny_checkpoint), 8)
+    assert all("lora_" in k or k.startswith("value_head") for k in saved["state_dict"])
+    assert saved["ppo_state"]["iteration"] == 2 and saved["ToolPromptDataModule"]["consumed"] == 8
+    assert resumed.iteration == full.iteration == 4
 
 
 def test_first_minibatch_is_on_policy_even_from_an_adapter_with_dropout(tiny_checkpoint, tmp_path):
@@ -247,22 +255,9 @@ def test_grpo_constant_reward_keeps_policy_near_reference(tiny_checkpoint, tmp_p
 
 
 def test_grpo_resume_is_exact(tiny_checkpoint, tmp_path):
-    def run(root, ckpt_path=None, cb=(), **kw):
-        L.seed_everything(0)
-        system = _grpo(tiny_checkpoint)
-        trainer = _trainer(root, 4, callbacks=list(cb), enable_checkpointing=bool(cb), **kw)
-        trainer.fit(system, _small_dm(tiny_checkpoint), ckpt_path=ckpt_path)
-        return system
-
-    full = run(tmp_path / "full")
-    ck = L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path / "ck", save_last=True, every_n_train_steps=1)
-    run(tmp_path / "a", cb=[ck], max_steps=4)  # 2 of 4 iterations: 2 epochs × 1 minibatch each
-    saved = torch.load(tmp_path / "ck" / "last.ckpt", weights_only=True)
+    # 2 of 4 iterations: 2 epochs × 1 minibatch each
+    _, _, saved = _stop_and_resume(tmp_path, lambda: _grpo(tiny_checkpoint), lambda: _small_dm(tiny_checkpoint), 4)
     assert all("lora_" in k for k in saved["state_dict"]) and saved["ToolPromptDataModule"]["consumed"] == 4
-    resumed = run(tmp_path / "b", ckpt_path=str(tmp_path / "ck" / "last.ckpt"))
-    a, b = _trainable(full), _trainable(resumed)
-    for n in a:
-        torch.testing.assert_close(b[n], a[n], rtol=1e-4, atol=1e-6)
 
 
 def test_components_are_checked_with_one_line_errors(tiny_checkpoint):
