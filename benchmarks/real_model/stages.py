@@ -41,6 +41,7 @@ FILE_SETS = {"rotbench_clean": ("rotbench", "rotbench/Data/First_Turn/clean.json
              "rotbench_heavy": ("rotbench", "rotbench/Data/First_Turn/heavy.json"),
              "toolalpaca_real": ("toolalpaca", "toolalpaca/data/eval_real.json")}
 SET_NAMES = ("toolworld_heldout", *FILE_SETS)
+GRPO_GROUP_SIZE = 4  # configs/smollm2/grpo.yaml: advantage.init_args.group_size
 
 
 @dataclass(frozen=True)
@@ -152,15 +153,18 @@ def sft(variant: str, style: str, checkpoint: str, scale: Scale, run_dir: Path) 
             "trained_tokens": stats["trained_tokens"], "mae_blocked_calls": sum(stats["mae"].values())}
 
 
-def rl(adapter: str, style: str, checkpoint: str, scale: Scale, run_dir: Path) -> dict:
-    """GRPO (configs/smollm2/grpo.yaml) from an SFT adapter: reward and format-error rate per iteration."""
+def rl(adapter: str, style: str, checkpoint: str, scale: Scale, run_dir: Path, method: str = "grpo") -> dict:
+    """RL as shipped in configs/smollm2/<method>.yaml ("grpo" or "ppo") from an SFT adapter, at one rollout budget:
+    GRPO samples `rl_prompts` prompts `group_size` times (4, in its config), PPO samples 4 × `rl_prompts` prompts
+    once. Returns the reward and format-error rate per iteration."""
     data = {"format": "toolworld", "split": "train", "size": scale.train_size, "seed": 0}
+    prompts = scale.rl_prompts if method == "grpo" else scale.rl_prompts * GRPO_GROUP_SIZE
     t0 = time.time()
-    log_dir = _fit("grpo.yaml", style, [f"--model.init_args.policy.checkpoint={checkpoint}",
-                                        f"--model.init_args.policy.adapter={adapter}",
-                                        f"--trainer.limit_train_batches={scale.rl_iterations}",
-                                        f"--data.init_args.source={json.dumps(data)}",
-                                        f"--data.init_args.batch_size={scale.rl_prompts}"], run_dir, "grpo")
+    log_dir = _fit(f"{method}.yaml", style, [f"--model.init_args.policy.checkpoint={checkpoint}",
+                                             f"--model.init_args.policy.adapter={adapter}",
+                                             f"--trainer.limit_train_batches={scale.rl_iterations}",
+                                             f"--data.init_args.source={json.dumps(data)}",
+                                             f"--data.init_args.batch_size={prompts}"], run_dir, method)
     return {"wall_s": round(time.time() - t0, 1), "adapter": str(log_dir / "hf" / "final"),
             "reward": metric_curve(log_dir, "reward/mean"), "cf": metric_curve(log_dir, "reward/cf"),
             "format_error": metric_curve(log_dir, "reward/rate/format_error"),

@@ -45,7 +45,9 @@ def test_report_tables_carry_the_stage_numbers(tmp_path):
            "wall_s": 60.0, "eval": trained}
     stages = {"convert": {}, "zero_shot": zero, "sft_plain": sft, "sft_mae_pkt": {**sft, "mae_blocked_calls": 15},
               "rl": {"start": "plain", "reward": [0.0, 1.0], "format_error": [0.125, 0.0], "wall_s": 120.0,
-                     "eval": _sets(toolworld_heldout=_metrics(0.875, 0.6875, 0.29))}}
+                     "eval": _sets(toolworld_heldout=_metrics(0.875, 0.6875, 0.29))},
+              "ppo": {"start": "plain", "reward": [-0.5, -0.25], "format_error": [0.25, 0.125], "wall_s": 180.0,
+                      "eval": _sets(toolworld_heldout=_metrics(0.75, 0.5625, 0.1))}}
     for name, result in stages.items():
         (run / f"{name}.json").write_text(json.dumps({**result, "stage_wall_s": 600.0}))
     (run / "run.json").write_text(json.dumps({"style": "chat_template", "rl_start": "plain", "scale": {"eval_items": 16,
@@ -54,6 +56,17 @@ def test_report_tables_carry_the_stage_numbers(tmp_path):
     md = write_report(run, docs, threads=1, quick=False)
     assert "| SFT plain | 69 / 50 / 50 | 0 / 0 / 0 | 0 / 0 / 0 | 0 / 0 / 0 | -0.17 |" in md
     assert "| SFT plain + GRPO | 88 / 69 / 69 |" in md
-    assert "| **total** | **50.0** |" in md and len(STAGE_LABELS) == 5
-    assert "format-error rate 12, 0 %" in md
+    assert "| SFT plain + PPO | 75 / 56 / 56 |" in md
+    assert "| **total** | **60.0** |" in md and len(STAGE_LABELS) == 6
+    assert "format-error rate 12, 0 %" in md and "PPO from SFT plain: 2 iterations" in md
     assert (docs / "real_model.png").stat().st_size > 10_000
+
+
+def test_ppo_gets_grpos_rollout_budget():
+    import yaml
+    from helpers import ROOT
+
+    from benchmarks.real_model.stages import GRPO_GROUP_SIZE
+
+    grpo = yaml.safe_load((ROOT / "configs/smollm2/grpo.yaml").read_text())
+    assert grpo["model"]["init_args"]["advantage"]["init_args"]["group_size"] == GRPO_GROUP_SIZE

@@ -76,3 +76,40 @@ def test_per_turn_normalisation_gives_each_turn_weight_one(tokenizer):
     for seg in (s for s in rendered.segments if s.trainable):
         turn = [enc.weights[i] for i, (a, b) in enumerate(offsets) if a >= seg.start and b <= seg.end and b > a]
         assert abs(sum(turn) - 1.0) < 1e-5 and max(turn) > min(turn)  # PKT still up-weights key tokens within it
+
+
+def test_untrained_tail_is_trimmed_with_the_same_loss_and_gradients(tokenizer):
+    """A last call blocked by MAE (and the tool output after it) is no label: the trimmed sequence ends at the last
+    trained token, and a causal model gives it the same weighted loss and gradients as the full one."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from tl_lightning.objectives.weighted_ce import weighted_cross_entropy
+
+    conv = _three_turns()
+    conv = Conversation(conv.id, conv.tools, (*conv.messages[:-1], Message(
+        "assistant", calls=(ToolCall("get_wether", {"city": "Paris"}),)), Message("tool", "NameError: name "
+                                                                                  "'get_wether' is not defined")))
+    kept, blocked = apply_mae(conv, MAESettings())
+    assert blocked == {len(conv.messages) - 2}
+    rendered = PaperFormat(tokenizer.eos_token).render(kept)
+    full = encode_rendered(rendered, tokenizer, conv.tool_names, blocked, PKTWeighting())
+    trim = encode_rendered(rendered, tokenizer, conv.tool_names, blocked, PKTWeighting(), trim_untrained_tail=True)
+    last = max(i for i, lab in enumerate(full.labels) if lab != IGNORE_INDEX)
+    assert len(trim.input_ids) == last + 1 < len(full.input_ids)
+    assert trim.labels == full.labels[:last + 1] and trim.weights == full.weights[:last + 1]
+    assert trim.n_trainable == full.n_trainable and not trim.truncated
+    assert full.n_blocked > 0 and trim.n_blocked == 0  # the blocked call was the tail
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
+                                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4))
+    grads = []
+    for enc in (full, trim):
+        model.zero_grad()
+        logits = model(input_ids=torch.tensor([enc.input_ids])).logits
+        loss = weighted_cross_entropy(logits, torch.tensor([enc.labels]), torch.tensor([enc.weights]))
+        loss.backward()
+        grads.append((loss.detach(), [p.grad.clone() for p in model.parameters()]))
+    torch.testing.assert_close(grads[1][0], grads[0][0])
+    for a, b in zip(grads[0][1], grads[1][1], strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-7)

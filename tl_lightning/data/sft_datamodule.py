@@ -127,7 +127,7 @@ class ToolSFTDataModule(ToolDataModule):
             raise DataError(f"{conv.id}: the prompt does not tokenize as a prefix of the full sequence with this "
                             "tokenizer and prompt_format; generation would see other tokens than training")
         enc = encode_rendered(rendered, self.tok, kept.tool_names, blocked, self.weighting, self.hparams.max_length,
-                              per_turn=self.hparams.normalization == "turn")
+                              per_turn=self.hparams.normalization == "turn", trim_untrained_tail=True)
         return enc, rendered, blocked
 
     def encode_source(self, source: DataSource) -> tuple[list[dict], dict]:

@@ -46,7 +46,8 @@ def prompt_token_ids(prompts: list[Conversation], renderer: Renderer, tokenizer)
 
 def encode_rendered(rendered: Rendered, tokenizer, candidate_names: tuple[str, ...],
                     blocked: frozenset[int] = frozenset(), weighting: TokenWeighting = UniformWeighting(),
-                    max_length: int | None = None, per_turn: bool = False) -> Encoded:
+                    max_length: int | None = None, per_turn: bool = False,
+                    trim_untrained_tail: bool = False) -> Encoded:
     """Tokenize `rendered.text` once and derive labels/weights from its segments.
 
     Args:
@@ -59,6 +60,9 @@ def encode_rendered(rendered: Rendered, tokenizer, candidate_names: tuple[str, .
             (counted in `dropped_turns`), so no step ever trains on half a call.
         per_turn: scale each turn's weights to sum to 1 (Note [weight normalisation] in objectives/weighted_ce.py:
             the paper code's per-turn mean), instead of one weight per token.
+        trim_untrained_tail: end the sequence at its last trained token. What follows it (a trailing tool output,
+            a turn blocked by MAE, an untrained final reply) is no label and, under causal attention, changes no
+            earlier logit: the loss and gradients are the same, and the step skips those tokens.
     """
     enc = tokenize_rendered(rendered, tokenizer, offsets=True)
     ids = np.asarray(enc["input_ids"], dtype=np.int64)
@@ -69,13 +73,14 @@ def encode_rendered(rendered: Rendered, tokenizer, candidate_names: tuple[str, .
     labels = np.full(len(ids), IGNORE_INDEX, dtype=np.int64)
     weights = np.zeros(len(ids), dtype=np.float32)
     key_mask = np.zeros(len(ids), dtype=bool)
-    n_blocked = dropped = 0
+    blocked_mask = np.zeros(len(ids), dtype=bool)
+    dropped = 0
     for seg in rendered.segments:
         if not seg.trainable:
             continue
         inside = real & (starts >= seg.start) & (ends <= seg.end)
         if seg.message_index in blocked:
-            n_blocked += int(inside.sum())
+            blocked_mask |= inside
             continue
         if inside.any() and np.nonzero(inside)[0][-1] >= limit:  # the turn (or its stop token) is cut off
             dropped += 1
@@ -87,9 +92,13 @@ def encode_rendered(rendered: Rendered, tokenizer, candidate_names: tuple[str, .
         key_mask[key] = True
         if per_turn and inside.any():
             weights[inside] /= weights[inside].sum()
+    truncated = limit < len(ids)
+    trained = np.nonzero(labels[:limit] != IGNORE_INDEX)[0]
+    if trim_untrained_tail and len(trained):
+        limit = int(trained[-1]) + 1
     labels, weights, key_mask = labels[:limit], weights[:limit], key_mask[:limit]
-    return Encoded(ids[:limit].tolist(), labels.tolist(), weights.tolist(), key_mask.tolist(),
-                   int((labels != IGNORE_INDEX).sum()), n_blocked, dropped, limit < len(ids))
+    return Encoded(ids[:limit].tolist(), labels.tolist(), weights.tolist(), key_mask.tolist(), len(trained),
+                   int(blocked_mask[:limit].sum()), dropped, truncated)
 
 
 def check_prefix(rendered: Rendered, tokenizer) -> list[int]:
