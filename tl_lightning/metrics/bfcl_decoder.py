@@ -106,7 +106,7 @@ _UNARY = {ast.USub: operator.neg, ast.UAdd: operator.pos, ast.Not: operator.not_
 
 
 def _arithmetic(node: ast.expr) -> Any:
-    """What BFCL's `eval(ast.unparse(node))` gives for literal arithmetic, with bounded sizes; nothing else."""
+    """What BFCL gets by evaluating `ast.unparse(node)` for literal arithmetic, with bounded sizes; nothing else."""
     if isinstance(node, ast.Constant):
         return node.value
     if isinstance(node, (ast.List, ast.Tuple)):
