@@ -87,6 +87,41 @@ def measure(fn) -> float:
     return p.peak - base
 
 
+def timed(fn) -> float:
+    """Seconds `fn()` takes, the device synchronised before and after."""
+    import torch
+
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+    sync()
+    t0 = time.perf_counter()
+    fn()
+    sync()
+    return time.perf_counter() - t0
+
+
+def configure_on_device(system) -> None:
+    """What a Trainer does around a system's model: configure_model on the run's device (CUDA when there is one;
+    the children run without a Trainer), then move the module there."""
+    from types import SimpleNamespace
+
+    import torch
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    system._trainer = SimpleNamespace(strategy=SimpleNamespace(root_device=device))
+    try:
+        system.configure_model()
+    finally:
+        system._trainer = None
+    system.to(device)
+
+
+def setup_bytes() -> int | None:
+    """Device memory held after setup (weights, adapters, heads): CUDA only."""
+    import torch
+
+    return torch.cuda.memory_allocated() if torch.cuda.is_available() else None
+
+
 # ------------------------------------------------------------------------------------------------ checkpoints
 def build_checkpoint(shape_name: str, out: Path) -> Path:
     """A random Llama of the shape, saved with the tiny ToolWorld tokenizer (token ids only index its first rows)."""
@@ -118,7 +153,7 @@ def child_sft(spec: dict) -> dict:
 
     run = Run(**spec["run"])
     system = SFTSystem(_settings(spec, run), loss_chunk_size=spec["chunk"])
-    system.configure_model()
+    configure_on_device(system)
     device = next(system.model.parameters()).device
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(3, 1000, (run.batch, run.seq), generator=g)
@@ -136,7 +171,11 @@ def child_sft(spec: dict) -> dict:
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    return {"measured": measure(step)}
+    result = {"measured": measure(step), "setup": setup_bytes()}  # the first step allocates AdamW's state
+    if spec.get("timed"):
+        seconds = timed(step)
+        result.update(step_s=round(seconds, 3), tokens_per_s=round(run.batch * run.seq / seconds, 1))
+    return result
 
 
 def _settings(spec: dict, run: Run):
@@ -168,7 +207,7 @@ def child_ppo(spec: dict) -> dict:
                  generation={"max_new_tokens": spec["new_tokens"], "do_sample": True},
                  ppo={"ppo_epochs": 1, "minibatch_size": run.batch, "logprob_chunk_size": run.head_positions,
                       "rollout_chunk_size": spec.get("rollout_chunk")})
-    system.configure_model()
+    configure_on_device(system)
     opt = torch.optim.AdamW(system._param_groups())
     system.optimizers = lambda: opt
     system.lr_schedulers = lambda: torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
@@ -180,16 +219,28 @@ def child_ppo(spec: dict) -> dict:
                         prompts, [""] * len(prompts)).repeat_each(group)
     system.runner.tokenizer = NeverStops(system.tokenizer)  # every response gets exactly new_tokens tokens
 
-    def iteration():
-        rollout = system._sample(batch)
-        scores, _ = system._score(batch, rollout)
-        old_logp, ref_logp, old_values = system._reference_pass(rollout)
+    def iteration(split: dict | None = None):
+        def stage(name, fn):
+            if split is None:
+                return fn()
+            out = []
+            split[name] = round(timed(lambda: out.append(fn())), 3)
+            return out[0]
+
+        rollout = stage("generate", lambda: system._sample(batch))
+        scores, _ = stage("score", lambda: system._score(batch, rollout))
+        old_logp, ref_logp, old_values = stage("reference_value", lambda: system._reference_pass(rollout))
         mask = rollout.response_mask.float()
         rewards = system._token_rewards((old_logp - ref_logp) * mask, scores, mask)
         adv, returns = system.advantage.estimate(rewards, old_values, mask)
-        system._update(rollout, old_logp, ref_logp, old_values, adv, returns)
+        stage("update", lambda: system._update(rollout, old_logp, ref_logp, old_values, adv, returns))
 
-    return {"measured": measure(iteration)}
+    result = {"measured": measure(iteration), "setup": setup_bytes()}
+    if spec.get("timed"):
+        split: dict = {}
+        iteration(split)
+        result["split_s"] = split
+    return result
 
 
 class NeverStops:
@@ -245,33 +296,41 @@ def run_child(kind: str, spec: dict) -> dict:
     return json.loads(line[len("RESULT "):])
 
 
-def row(label: str, measured: float, modelled: dict) -> dict:
+def row(label: str, result: dict, modelled: dict, shape: str) -> dict:
+    """One case: measured peak above setup beside the model; on CUDA also the setup memory and the total, beside the
+    modelled weights; timings when the child took them."""
+    measured = result["measured"]
     total = sum(v for k, v in modelled.items() if k != "peak_stage") if "peak_stage" not in modelled \
         else modelled["peak_stage"]
-    return {"case": label, "measured_MiB": round(measured / MiB, 1), "modelled_MiB": round(total / MiB, 1),
-            "measured_over_modelled": round(measured / max(1.0, total), 3),
-            "modelled_terms_MiB": {k: round(v / MiB, 1) for k, v in modelled.items()}}
+    out = {"case": label, "measured_MiB": round(measured / MiB, 1), "modelled_MiB": round(total / MiB, 1),
+           "measured_over_modelled": round(measured / max(1.0, total), 3),
+           "modelled_terms_MiB": {k: round(v / MiB, 1) for k, v in modelled.items()}}
+    if result.get("setup") is not None:
+        out.update(setup_GiB=round(result["setup"] / GiB, 2),
+                   modelled_weights_GiB=round(sum(weight_bytes(SHAPES[shape]).values()) / GiB, 2),
+                   total_GiB=round((result["setup"] + measured) / GiB, 2))
+    return {**out, **{k: result[k] for k in ("step_s", "tokens_per_s", "split_s") if k in result}}
 
 
-def sft_case(ckpt: str, shape: str, run: Run, chunk: int | None, trained_share: float) -> dict:
-    spec = {"checkpoint": ckpt, "run": asdict(run), "chunk": chunk, "trained_share": trained_share}
-    measured = run_child("sft", spec)["measured"]
+def sft_case(ckpt: str, shape: str, run: Run, chunk: int | None, trained_share: float, timed: bool = False) -> dict:
+    spec = {"checkpoint": ckpt, "run": asdict(run), "chunk": chunk, "trained_share": trained_share, "timed": timed}
+    result = run_child("sft", spec)
     modelled = sft_step(SHAPES[shape], replace(run, head_positions=chunk),
                         trained_positions=int(run.batch * run.seq * trained_share))
     label = (f"SFT {shape} b{run.batch}×{run.seq} {'chunk ' + str(chunk) if chunk else 'full logits'}"
              f"{', grad ckpt' if run.grad_ckpt else ''}")
-    return row(label, measured, modelled)
+    return row(label, result, modelled, shape)
 
 
 def ppo_case(ckpt: str, shape: str, run: Run, prompt: int, new: int, rollout_batch: int, adapter_critic: bool,
-             legacy: bool) -> dict:
+             legacy: bool, timed: bool = False) -> dict:
     spec = {"checkpoint": ckpt, "run": asdict(run), "prompt": prompt, "new_tokens": new,
-            "rollout_batch": rollout_batch, "adapter_critic": adapter_critic, "legacy": legacy}
-    measured = run_child("ppo", spec)["measured"]
+            "rollout_batch": rollout_batch, "adapter_critic": adapter_critic, "legacy": legacy, "timed": timed}
+    result = run_child("ppo", spec)
     modelled = ppo_iteration(SHAPES[shape], run, prompt, new, rollout_batch, adapter_critic, lean=not legacy)
     label = (f"PPO {shape} prompt {prompt}+{new} batch {rollout_batch} (mb {run.batch}) "
              f"{'adapter' if adapter_critic else 'shared'} critic, {'before' if legacy else 'now'}")
-    return row(label, measured, modelled)
+    return row(label, result, modelled, shape)
 
 
 def grpo_case(ckpt: str, shape: str, run: Run, prompt: int, new: int, prompts: int, group: int,
@@ -279,11 +338,11 @@ def grpo_case(ckpt: str, shape: str, run: Run, prompt: int, new: int, prompts: i
     spec = {"checkpoint": ckpt, "run": asdict(run), "prompt": prompt, "new_tokens": new,
             "rollout_batch": prompts * group, "adapter_critic": False, "legacy": False, "group_size": group,
             "rollout_chunk": chunk}
-    measured = run_child("ppo", spec)["measured"]
+    result = run_child("ppo", spec)
     modelled = ppo_iteration(SHAPES[shape], run, prompt, new, prompts * group, False, rollout_chunk=chunk)
     label = (f"GRPO {shape} prompt {prompt}+{new} {prompts} prompts × {group} (mb {run.batch}) no critic"
              f"{f', rollout chunk {chunk}' if chunk else ''}")
-    return row(label, measured, modelled)
+    return row(label, result, modelled, shape)
 
 
 def rl_methods(tmp: Path) -> list[dict]:
@@ -348,14 +407,34 @@ def projection() -> list[dict]:
     return [{"weights_GiB": round(weights / GiB, 2), **r} for r in rows]
 
 
+def shape_cases(a: argparse.Namespace, tmp: Path) -> list[dict]:
+    """The measurement at one (e.g. 7B) shape with timings; each row also goes to stderr as it finishes, so a run
+    cut short keeps what it measured."""
+    t0 = time.perf_counter()
+    ckpt = str(build_checkpoint(a.shape, tmp / a.shape))
+    print(f"checkpoint built in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+    runs = [Run(a.batch, seq, 16, 2 if a.bf16 else 4, a.grad_ckpt, 1024) for seq in a.seq]
+    cases = [lambda r=r: sft_case(ckpt, a.shape, r, 1024, 0.25, timed=True) for r in runs]
+    cases += [lambda c=c: ppo_case(ckpt, a.shape, replace(runs[0], batch=4), 1024, 256, 8, c == "adapter", False,
+                                   timed=True) for c in a.critics]
+    rows = []
+    for case in cases:
+        t0 = time.perf_counter()
+        rows.append({**case(), "case_wall_s": round(time.perf_counter() - t0, 1)})
+        print("ROW " + json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--child", nargs=2, metavar=("KIND", "SPEC"), help=argparse.SUPPRESS)
     ap.add_argument("--before-after", action="store_true")
     ap.add_argument("--project", action="store_true")
     ap.add_argument("--rl", action="store_true", help="PPO vs GRPO memory per iteration (h256 L4, CPU-sized)")
-    ap.add_argument("--shape", choices=sorted(SHAPES), default=None, help="one SFT + one PPO case at this shape")
-    ap.add_argument("--seq", type=int, default=1024)
+    ap.add_argument("--shape", choices=sorted(SHAPES), default=None,
+                    help="SFT at each --seq, then PPO (prompt 1024 + 256, batch 8) with each critic, at this shape")
+    ap.add_argument("--seq", type=int, nargs="+", default=[1024])
+    ap.add_argument("--critics", nargs="*", choices=("shared", "adapter"), default=["shared", "adapter"])
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--bf16", action="store_true")
     ap.add_argument("--grad-ckpt", action="store_true")
@@ -372,10 +451,7 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory() as d:
         if a.shape:
-            ckpt = str(build_checkpoint(a.shape, Path(d) / a.shape))
-            run = Run(a.batch, a.seq, 16, 2 if a.bf16 else 4, a.grad_ckpt, 1024)
-            rows = [sft_case(ckpt, a.shape, run, 1024, 0.25),
-                    ppo_case(ckpt, a.shape, replace(run, batch=4), 1024, 256, 8, False, False)]
+            rows = shape_cases(a, Path(d))
         else:
             rows = (before_after if a.before_after else rl_methods if a.rl else validation)(Path(d))
     print(json.dumps({"device": device, "rows": rows}, indent=1))
