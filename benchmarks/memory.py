@@ -415,8 +415,9 @@ def shape_cases(a: argparse.Namespace, tmp: Path) -> list[dict]:
     print(f"checkpoint built in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
     runs = [Run(a.batch, seq, 16, 2 if a.bf16 else 4, a.grad_ckpt, 1024) for seq in a.seq]
     cases = [lambda r=r: sft_case(ckpt, a.shape, r, 1024, 0.25, timed=True) for r in runs]
-    cases += [lambda c=c: ppo_case(ckpt, a.shape, replace(runs[0], batch=4), 1024, 256, 8, c == "adapter", False,
-                                   timed=True) for c in a.critics]
+    ppo_run = Run(4, 1024, 16, 2 if a.bf16 else 4, a.grad_ckpt, 1024)
+    cases += [lambda c=c: ppo_case(ckpt, a.shape, ppo_run, 1024, 256, 8, c == "adapter", False, timed=True)
+              for c in a.critics]
     rows = []
     for case in cases:
         t0 = time.perf_counter()
@@ -433,7 +434,7 @@ def main() -> None:
     ap.add_argument("--rl", action="store_true", help="PPO vs GRPO memory per iteration (h256 L4, CPU-sized)")
     ap.add_argument("--shape", choices=sorted(SHAPES), default=None,
                     help="SFT at each --seq, then PPO (prompt 1024 + 256, batch 8) with each critic, at this shape")
-    ap.add_argument("--seq", type=int, nargs="+", default=[1024])
+    ap.add_argument("--seq", type=int, nargs="*", default=[1024], help="SFT sequence lengths (none: PPO only)")
     ap.add_argument("--critics", nargs="*", choices=("shared", "adapter"), default=["shared", "adapter"])
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--bf16", action="store_true")

@@ -96,7 +96,7 @@ class ToolCallMetrics(Metric):
         for c in classifications:
             counts[CATEGORIES.index(c.category)] += 1
             scores = item_scores(c)
-            sums += torch.tensor([scores[k] for k in SCALARS], dtype=sums.dtype)
+            sums += torch.tensor([scores[k] for k in SCALARS], dtype=sums.dtype, device=sums.device)
         self.category_counts += counts
         self.sums += sums
         self.total += len(classifications)
@@ -138,7 +138,7 @@ class SchemaValidityMetrics(Metric):
     def update(self, parsed: Sequence, tools: Sequence[Sequence[ToolSpec]]) -> None:
         for p, t in zip(parsed, tools, strict=True):
             v = schema_validity(p, t)
-            self.sums += torch.tensor([v[k] for k in VALIDITY], dtype=self.sums.dtype)
+            self.sums += torch.tensor([v[k] for k in VALIDITY], dtype=self.sums.dtype, device=self.sums.device)
         self.total += len(parsed)
 
     def compute(self) -> dict[str, torch.Tensor]:
