@@ -35,7 +35,8 @@ class HFExport(L.Callback):
     def _export(self, trainer: L.Trainer, pl_module: L.LightningModule, name: str) -> Path | None:
         if getattr(pl_module, "model", None) is None:
             return None
-        state = full_state_dict(pl_module.model)  # FSDP: a collective every rank joins; None otherwise
+        # FSDP: a collective every rank joins, from the wrapped root; None otherwise
+        state = full_state_dict(pl_module.model, root=trainer.strategy.model)
         if not trainer.is_global_zero:
             return None
         out = Path(trainer.log_dir or trainer.default_root_dir) / self.dirname / name

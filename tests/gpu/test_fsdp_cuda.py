@@ -22,7 +22,7 @@ def _fit(ckpt: str, root: Path, devices: int, per_device_batch: int, fsdp: bool 
             "--trainer.precision=bf16-true",
             f"--trainer.devices={devices}", "--trainer.max_steps=3", "--trainer.max_epochs=1",
             "--trainer.limit_val_batches=0", "--trainer.num_sanity_val_steps=0", "--trainer.log_every_n_steps=1",
-            "--trainer.enable_checkpointing=false", f"--trainer.default_root_dir={root}",
+            f"--trainer.default_root_dir={root}",
             f"--trainer.logger.init_args.save_dir={root}", "--data.init_args.val_generation=0",
             # SGD, not Adam: Adam is invariant to gradient scale and would hide a reduction error
             "--model.init_args.optimizer.class_path=torch.optim.SGD", "--model.init_args.optimizer.init_args.lr=2.0",
