@@ -18,6 +18,25 @@ from tl_lightning.strategies import full_state_dict
 log = logging.getLogger(__name__)
 
 
+def check_lora_saved(model, out: Path, adapter: str = "default") -> None:
+    """Refuse an export that lost LoRA tensors: `out`'s adapter file must hold one tensor per LoRA parameter of
+    `adapter`. Under FSDP on one H200 the gathered state held only the fully trained modules (embeddings, head) and
+    no LoRA weights; a silently empty adapter is worse than a stopped run."""
+    from safetensors import safe_open
+
+    from tl_lightning.errors import UserError
+
+    expected = sum(1 for n, _ in model.named_parameters() if "lora_" in n and f".{adapter}." in n)
+    path = out / "adapter_model.safetensors"
+    if not expected or not path.is_file():
+        return
+    with safe_open(str(path), "pt") as f:
+        saved = sum(1 for k in f.keys() if "lora_" in k)
+    if saved < expected:
+        raise UserError(f"{out}: the exported adapter holds {saved} of {expected} LoRA tensors. Known with the FSDP "
+                        "overlay (README: Several GPUs); train with DDP or on one device")
+
+
 class HFExport(L.Callback):
     """Save `model` (a peft model: adapter only) + tokenizer + the run's config.yaml under `<log_dir>/hf/`.
 
@@ -35,14 +54,14 @@ class HFExport(L.Callback):
     def _export(self, trainer: L.Trainer, pl_module: L.LightningModule, name: str) -> Path | None:
         if getattr(pl_module, "model", None) is None:
             return None
-        # FSDP: a collective every rank joins, from the wrapped root; None otherwise
-        state = full_state_dict(pl_module.model, root=trainer.strategy.model)
+        state = full_state_dict(pl_module.model)  # FSDP: a collective every rank joins; None otherwise
         if not trainer.is_global_zero:
             return None
         out = Path(trainer.log_dir or trainer.default_root_dir) / self.dirname / name
         out.mkdir(parents=True, exist_ok=True)
         # every adapter (PPO's "critic" goes to a sub-folder)
         pl_module.model.save_pretrained(out, **({"state_dict": state} if state is not None else {}))
+        check_lora_saved(pl_module.model, out)
         value_head = getattr(pl_module, "value_head", None)
         if value_head is not None:  # PPO: the value head travels with the adapters
             from safetensors.torch import save_file

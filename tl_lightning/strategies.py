@@ -47,33 +47,13 @@ class BlockFSDPStrategy(FSDPStrategy):
                          use_orig_params=True, **kwargs)
 
 
-WRAPPER_NAMES = frozenset({"_fsdp_wrapped_module", "_checkpoint_wrapped_module"})
-
-
-def unwrapped_name(name: str) -> str:
-    """A parameter or module name without the segments FSDP and activation checkpointing insert."""
-    return ".".join(s for s in name.split(".") if s not in WRAPPER_NAMES)
-
-
-def full_state_dict(module: torch.nn.Module, root: torch.nn.Module | None = None) -> dict[str, torch.Tensor] | None:
-    """The unsharded state dict of `module` on rank 0, keyed as the unwrapped module's own `state_dict` (a collective:
-    call it on every rank); None when nothing is FSDP-wrapped (then `save_pretrained` reads the weights itself).
-
-    Args:
-        module: the module to export (the peft model).
-        root: the top module FSDP wrapped (`trainer.strategy.model`). FSDP gathers a full state dict from its root
-            only: asked of a submodule, it returned keys peft could not match, and the exported adapter was empty
-            (found by tests/gpu/test_fsdp_cuda.py on an H200).
-    """
+def full_state_dict(module: torch.nn.Module) -> dict[str, torch.Tensor] | None:
+    """The unsharded state dict of an FSDP-wrapped `module`, on rank 0 (a collective: call it on every rank);
+    None when nothing in `module` is FSDP-wrapped (then `save_pretrained` reads the weights itself)."""
     from torch.distributed.fsdp import FullStateDictConfig, FullyShardedDataParallel, StateDictType
 
-    top = module if root is None else root
-    if not any(isinstance(m, FullyShardedDataParallel) for m in top.modules()):
+    if not any(isinstance(m, FullyShardedDataParallel) for m in module.modules()):
         return None
-    name = next(n for n, m in top.named_modules() if m is module)
-    prefix = unwrapped_name(name) + "." if unwrapped_name(name) else ""
-    with FullyShardedDataParallel.state_dict_type(top, StateDictType.FULL_STATE_DICT,
+    with FullyShardedDataParallel.state_dict_type(module, StateDictType.FULL_STATE_DICT,
                                                   FullStateDictConfig(offload_to_cpu=True, rank0_only=True)):
-        state = top.state_dict()
-    keys = {k: unwrapped_name(k) for k in state}
-    return {keys[k][len(prefix):]: v for k, v in state.items() if keys[k].startswith(prefix)}
+        return module.state_dict()
