@@ -65,3 +65,19 @@ def pkt_oracle_keys(tokenizer, rendered, seg, name, span, candidates):
         if lcp > 0 and gold != other:
             keys.add(gold_starts[min(lcp, len(gold) - 1)])
     return keys
+
+
+def pkt_keys_vs_oracle(tokenizer, rendered, candidates) -> tuple[set[int], set[int], object]:
+    """The key tokens PKT marks in the last trained turn of `rendered` and those the oracle finds, both as the
+    character offsets where the tokens start; with that turn's segment."""
+    from tl_lightning.data.tokenization import encode_rendered, tokenize_rendered
+    from tl_lightning.data.weighting import PKTWeighting
+
+    enc = encode_rendered(rendered, tokenizer, candidates, weighting=PKTWeighting())
+    offsets = tokenize_rendered(rendered, tokenizer, offsets=True)["offset_mapping"]
+    seg = [s for s in rendered.segments if s.trainable][-1]
+    got = {offsets[i][0] for i, k in enumerate(enc.key_mask) if k}
+    want = set()
+    for name, span in zip(seg.call_names, seg.name_spans):
+        want |= pkt_oracle_keys(tokenizer, rendered, seg, name, span, candidates)
+    return got, want, seg

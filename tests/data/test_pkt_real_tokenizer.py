@@ -6,11 +6,11 @@ and checked on every item of the files against the full-context oracle of `helpe
 """
 
 import pytest
-from helpers import pkt_oracle_keys, shared_data
+from helpers import pkt_keys_vs_oracle, shared_data
 
 from tl_lightning.constants import IGNORE_INDEX
 from tl_lightning.data.loaders import load_source
-from tl_lightning.data.tokenization import encode_rendered, tokenize_rendered
+from tl_lightning.data.tokenization import encode_rendered
 from tl_lightning.data.weighting import PKTWeighting
 from tl_lightning.format.render import make_renderer
 from tl_lightning.format.schema import Conversation, Message
@@ -70,14 +70,7 @@ def test_key_tokens_match_the_oracle_on_every_item(smollm2_tokenizer, fmt, style
         if not (item.gold and item.gold[0]):
             continue
         conv = with_gold_call(item)
-        rendered = renderer.render(conv)
-        enc = encode_rendered(rendered, tok, conv.tool_names, weighting=PKTWeighting())
-        offsets = tokenize_rendered(rendered, tok, offsets=True)["offset_mapping"]
-        seg = [s for s in rendered.segments if s.trainable][-1]
-        got = {offsets[i][0] for i, k in enumerate(enc.key_mask) if k}
-        want = set()
-        for name, span in zip(seg.call_names, seg.name_spans):
-            want |= pkt_oracle_keys(tok, rendered, seg, name, span, conv.tool_names)
+        got, want, seg = pkt_keys_vs_oracle(tok, renderer.render(conv), conv.tool_names)
         assert got == want, (conv.id, seg.call_names)
         checked += 1
         with_rivals += len(got) > len(seg.call_names)

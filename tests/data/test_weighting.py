@@ -3,7 +3,7 @@ the tiny BPE tokenizer over real tool lists, checked against an independent full
 
 import numpy as np
 import pytest
-from helpers import pkt_oracle_keys, shared_data
+from helpers import pkt_keys_vs_oracle, shared_data
 
 from tl_lightning.data.loaders import load_source
 from tl_lightning.data.tokenization import encode_rendered, tokenize_rendered
@@ -68,14 +68,7 @@ def test_key_tokens_match_a_full_context_oracle_on_real_tool_lists(tokenizer, fm
     for conv in convs:
         calls = [m for m in conv.messages if m.calls] or [Message("assistant", calls=conv.gold[0])]
         conv = Conversation(conv.id, conv.tools, tuple(m for m in conv.messages if not m.calls) + (calls[0],))
-        rendered = fmt_.render(conv)
-        enc = encode_rendered(rendered, tokenizer, conv.tool_names, weighting=PKTWeighting())
-        offsets = tokenize_rendered(rendered, tokenizer, offsets=True)["offset_mapping"]
-        seg = [s for s in rendered.segments if s.trainable][-1]
-        got = {offsets[i][0] for i, k in enumerate(enc.key_mask) if k}
-        want = set()
-        for name, span in zip(seg.call_names, seg.name_spans):
-            want |= pkt_oracle_keys(tokenizer, rendered, seg, name, span, conv.tool_names)
+        got, want, seg = pkt_keys_vs_oracle(tokenizer, fmt_.render(conv), conv.tool_names)
         assert got == {o for o in want if o < seg.end}, (conv.id, seg.call_names)
         checked += 1
     assert checked >= 10
