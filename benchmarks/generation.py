@@ -31,7 +31,8 @@ def _time(model, ids: list[list[int]], bs: int, tok, settings: GenerationSetting
     t = time.perf_counter()
     n_tok = 0
     for i in range(0, len(ids), bs):
-        n_tok += sum(len(r) for r in generate_responses(model, ids[i:i + bs], tok.pad_token_id, no_eos, settings))
+        n_tok += sum(len(r) for r in generate_responses(model, ids[i:i + bs], tok.pad_token_id, no_eos,
+                                                           settings).responses)
     return time.perf_counter() - t, n_tok
 
 

@@ -10,4 +10,4 @@ def test_left_pad_and_cut():
     assert ids.tolist() == [[5, 6, 7], [0, 0, 8]] and mask.tolist() == [[1, 1, 1], [0, 0, 1]]
     ids, _ = left_pad([[1, 2, 3, 4]], pad_id=0, max_length=2)
     assert ids.tolist() == [[3, 4]]  # long prompts keep their tail
-    assert cut_at_eos(torch.tensor([[4, 2, 9], [4, 5, 6]]), eos_id=2) == [[4, 2], [4, 5, 6]]
+    assert cut_at_eos(torch.tensor([[4, 2, 9], [4, 5, 6]]), stop_ids=2) == [[4, 2], [4, 5, 6]]

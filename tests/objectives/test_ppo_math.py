@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from tl_lightning.objectives.advantages import gae, masked_mean, whiten
 from tl_lightning.objectives.kl import AdaptiveKLController, FixedKLController, kl_estimate
-from tl_lightning.objectives.ppo import clipped_policy_loss, clipped_value_loss
+from tl_lightning.objectives.ppo import aggregate, clipped_policy_loss, clipped_value_loss, data_parallel_share
 
 
 def test_gae_hand_computed():
@@ -105,3 +105,15 @@ def test_actor_and_critic_gradients_are_clipped_separately():
     actor.grad, critic.grad = torch.tensor([0.3, 0.4]), torch.tensor([60.0, 80.0])
     torch.nn.utils.clip_grad_norm_([actor, critic], 1.0)  # what the PPO step did before: one norm for both
     assert actor.grad.norm() < 0.01
+
+
+def test_data_parallel_share_makes_the_rank_average_the_global_token_mean():
+    # rank 0: 3 tokens of loss 1, 2, 3; rank 1: 5 tokens of loss 4 each. Global token mean: (6 + 20) / 8 = 3.25.
+    x0, m0 = torch.tensor([[1.0, 2.0, 3.0, 0.0, 0.0]]), torch.tensor([[1.0, 1.0, 1.0, 0.0, 0.0]])
+    x1, m1 = torch.full((1, 5), 4.0), torch.ones(1, 5)
+    total = m0.sum() + m1.sum()
+    shares = [data_parallel_share(m.sum(), total, 2) for m in (m0, m1)]
+    assert [s.item() for s in shares] == [0.75, 1.25]  # 2·3/8 and 2·5/8
+    ddp_average = (shares[0] * aggregate(x0, m0) + shares[1] * aggregate(x1, m1)) / 2
+    assert ddp_average.item() == pytest.approx(3.25)
+    assert ((aggregate(x0, m0) + aggregate(x1, m1)) / 2).item() == pytest.approx(3.0)  # the unscaled mean of means

@@ -149,7 +149,7 @@ def test_memory_lean_passes_equal_the_full_logits_path(tiny_checkpoint, critic):
     g = torch.Generator().manual_seed(1)
     prompts = [torch.randint(3, 500, (n,), generator=g).tolist() for n in (9, 14, 6)]
     responses = [torch.randint(3, 500, (n,), generator=g).tolist() + [2] for n in (4, 7, 2)]
-    r = build_rollout(prompts, responses, 0, 2, ["", "", ""])
+    r = build_rollout(prompts, responses, 0, (2,), ["", "", ""])
     adapter = "critic" if critic == "adapter" else "default"
     system.model.set_adapter("default")
     lean = system.runner.forward(r, "default", head=True, with_entropy=True)

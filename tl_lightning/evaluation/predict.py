@@ -10,7 +10,7 @@ from tl_lightning.data.batches import PromptBatch
 from tl_lightning.data.tokenization import prompt_token_ids
 from tl_lightning.format.call_format import ParseResult, parse_calls
 from tl_lightning.format.first_call import parse_first_call
-from tl_lightning.format.render import Renderer
+from tl_lightning.format.render import Renderer, stop_token_ids
 from tl_lightning.format.schema import Conversation
 from tl_lightning.format.tools import FREE_TEXT_TOOLS, free_text_tools_of
 from tl_lightning.metrics.scoring import score_response
@@ -50,12 +50,12 @@ def predict_batch(model, tokenizer, batch: PromptBatch, settings: GenerationSett
                     too_long, len(ids), settings.max_prompt_length)
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # similar lengths per batch: less padding
     step = batch_size or len(ids)
+    stops = stop_token_ids(tokenizer)
     responses: dict[int, list[int]] = {}
     for start in range(0, len(order), step):
         chunk = order[start:start + step]
-        outs = generate_responses(model, [ids[i] for i in chunk], tokenizer.pad_token_id, tokenizer.eos_token_id,
-                                  settings)
-        responses.update(zip(chunk, outs))
+        outs = generate_responses(model, [ids[i] for i in chunk], tokenizer.pad_token_id, stops, settings)
+        responses.update(zip(chunk, outs.responses))
     preds = []
     for i, conv in enumerate(batch.conversations):
         text = tokenizer.decode(responses[i], skip_special_tokens=True)

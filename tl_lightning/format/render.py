@@ -38,6 +38,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from tl_lightning.errors import UserError
 from tl_lightning.format.call_format import Span, join_rendered, plain_name, render_calls
 from tl_lightning.format.schema import Conversation, Message, ToolSpec
 
@@ -198,6 +199,39 @@ def template_renders_tools(tokenizer) -> bool:
     return _PROBE_TOOL in text
 
 
+_PROBE_REPLY = "tl_lightning_probe_reply"
+
+
+def end_of_turn_token(tokenizer) -> int | None:
+    """The special token a chat template ends an assistant turn with: generation must stop on it. None when the
+    tokenizer has no chat template. A `ValueError` when the template ends the turn otherwise (plain text, or
+    nothing): a model trained on that template would never emit a token to stop at."""
+    if not getattr(tokenizer, "chat_template", None):
+        return None
+    msgs = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": _PROBE_REPLY}]
+    text = tokenizer.apply_chat_template(msgs, tokenize=False)
+    tail = text[text.index(_PROBE_REPLY) + len(_PROBE_REPLY):]
+    special = set(tokenizer.all_special_ids) | {i for i, t in tokenizer.added_tokens_decoder.items() if t.special}
+    ids = tokenizer(tail, add_special_tokens=False).input_ids
+    for k, i in enumerate(ids):
+        if i in special:
+            if tokenizer.decode(ids[:k]).strip():
+                break  # text before the special token: the turn does not end with it
+            return i
+    raise ValueError(f"the chat template ends an assistant turn with {tail[:40]!r}, not with a special token: "
+                     "generation could not stop at the end of a turn; use prompt_format: paper or another template")
+
+
+def stop_token_ids(tokenizer) -> tuple[int, ...]:
+    """The tokens generation stops at: EOS, and the chat template's end-of-turn token when it has one (Llama-3
+    style templates end a turn with `<|eot_id|>`, not EOS; paper-format turns end with EOS)."""
+    try:
+        end = end_of_turn_token(tokenizer)
+    except ValueError:
+        end = None  # no usable end-of-turn token: EOS only (a chat_template datamodule refuses such a template)
+    return tuple(dict.fromkeys(i for i in (tokenizer.eos_token_id, end) if i is not None))
+
+
 @dataclass
 class ChatTemplateFormat:
     """Render with a tokenizer's own chat template (`apply_chat_template(..., tools=...)`).
@@ -217,6 +251,12 @@ class ChatTemplateFormat:
 
     tokenizer: Any
     _renders_tools: bool | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        try:  # checked at setup: training on a turn end that generation cannot stop at would never stop
+            end_of_turn_token(self.tokenizer)
+        except ValueError as e:
+            raise UserError(str(e)) from None
 
     @property
     def renders_tools(self) -> bool:

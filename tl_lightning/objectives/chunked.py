@@ -25,8 +25,14 @@ class HeadStats(NamedTuple):
     correct: torch.Tensor
 
 
-def _chunk(hidden: torch.Tensor, targets: torch.Tensor, head: Callable, with_entropy: bool):
-    logits = head(hidden).float()
+def sampling_logits(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """The logits of the distribution tokens are sampled from at `temperature`: the one definition that the sampler
+    (`models.generation.SamplingProcessor`) and the RL learner (`head_stats`) both apply."""
+    return logits if temperature == 1.0 else logits / temperature
+
+
+def _chunk(hidden: torch.Tensor, targets: torch.Tensor, head: Callable, with_entropy: bool, temperature: float):
+    logits = sampling_logits(head(hidden).float(), temperature)
     lse = torch.logsumexp(logits, dim=-1)
     logp = logits.gather(-1, targets[:, None]).squeeze(-1) - lse
     correct = logits.argmax(-1) == targets
@@ -38,7 +44,7 @@ def _chunk(hidden: torch.Tensor, targets: torch.Tensor, head: Callable, with_ent
 
 
 def head_stats(hidden: torch.Tensor, head: Callable[[torch.Tensor], torch.Tensor], targets: torch.Tensor,
-               chunk_size: int | None = 1024, with_entropy: bool = False) -> HeadStats:
+               chunk_size: int | None = 1024, with_entropy: bool = False, temperature: float = 1.0) -> HeadStats:
     """Log-probs of `targets` under `head(hidden)`, `chunk_size` positions at a time (None: all at once).
 
     Args:
@@ -47,13 +53,14 @@ def head_stats(hidden: torch.Tensor, head: Callable[[torch.Tensor], torch.Tensor
         targets: (n,) token ids.
         chunk_size: positions per chunk.
         with_entropy: also return the entropy of each position's distribution (no gradient flows through it).
+        temperature: the distribution is softmax(logits / temperature) (RL: the rollouts' sampling temperature).
     """
     n = hidden.size(0)
     size = n if not chunk_size else max(1, chunk_size)
     grad = torch.is_grad_enabled() and hidden.requires_grad
     parts = []
     for start in range(0, n, size):
-        args = (hidden[start:start + size], targets[start:start + size], head, with_entropy)
+        args = (hidden[start:start + size], targets[start:start + size], head, with_entropy, temperature)
         parts.append(checkpoint(_chunk, *args, use_reentrant=False) if grad else _chunk(*args))
     if not parts:
         empty = hidden.new_zeros(0, dtype=torch.float32)

@@ -26,6 +26,14 @@ def aggregate(x: torch.Tensor, mask: torch.Tensor, how: Aggregation = "token") -
     raise ValueError(f"unknown aggregation {how!r}")
 
 
+def data_parallel_share(local: torch.Tensor, total: torch.Tensor, world_size: int) -> torch.Tensor:
+    """Factor for a rank's mean loss so that data parallelism's average of the ranks' gradients is the gradient of
+    the mean over all ranks' tokens (or responses), not the mean of the ranks' means: `local` is this rank's
+    denominator (token or response count), `total` the sum over ranks. Ranks with 3 and 5 tokens: the factors
+    2·3/8 and 2·5/8 turn ½(m₀ + m₁) into (Σ₀ + Σ₁)/8."""
+    return local * world_size / total.clamp_min(1.0)
+
+
 def clipped_policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
                         clip: float = 0.2, how: Aggregation = "token"
                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -12,6 +12,7 @@ from contextlib import nullcontext
 import torch
 
 from tl_lightning.data.batches import PromptBatch
+from tl_lightning.format.render import stop_token_ids
 from tl_lightning.models.generation import GenerationSettings, generate_responses
 from tl_lightning.models.loading import decoder_and_head
 from tl_lightning.objectives.chunked import head_stats
@@ -27,6 +28,9 @@ class PolicyRunner:
         generation: rollout decoding settings.
         chunk_size: response positions whose logits exist at once.
         rollout_chunk_size: sequences generated at once (None: the whole batch).
+
+    Generation stops at EOS and at the chat template's end-of-turn token (`format.render.stop_token_ids`). The
+    learner's log-probs use the rollouts' sampling temperature (Note [sampling distribution]).
     """
 
     def __init__(self, model, tokenizer, generation: GenerationSettings, chunk_size: int | None,
@@ -34,27 +38,31 @@ class PolicyRunner:
         self.model, self.tokenizer, self.generation, self.chunk_size = model, tokenizer, generation, chunk_size
         self.rollout_chunk_size = rollout_chunk_size
         self.decoder, self.head = decoder_and_head(model)
+        self.stop_ids = stop_token_ids(tokenizer)
 
-    def sample(self, batch: PromptBatch, seed: int, device: torch.device) -> Rollout:
+    def sample(self, batch: PromptBatch, seed: int, device: torch.device, first_chunk: int = 0) -> Rollout:
         """Responses of the policy ("default", eval mode, no grad), `rollout_chunk_size` prompts at a time; sampling
-        depends only on `seed` (and the chunk size: chunk k is seeded with seed + k)."""
+        depends only on `seed` and the chunks: chunk k is seeded with seed + first_chunk + k (a rank's rollout is
+        chunks first_chunk.. of the global batch, so N ranks sample what one process would in chunks)."""
         tok = self.tokenizer
         self.model.eval()
         self.model.set_adapter("default")
         prompts, step = batch.input_ids, self.rollout_chunk_size or len(batch.input_ids)
         responses: list[list[int]] = []
+        logq: list[list[float]] | None = [] if self.generation.do_sample else None
         for k, start in enumerate(range(0, len(prompts), step)):
             with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-                torch.manual_seed(seed + k)
-                responses += generate_responses(self.model, prompts[start: start + step], tok.pad_token_id,
-                                                tok.eos_token_id, self.generation)
+                torch.manual_seed(seed + first_chunk + k)
+                out = generate_responses(self.model, prompts[start: start + step], tok.pad_token_id, self.stop_ids,
+                                         self.generation)
+            responses += out.responses
+            if logq is not None:
+                logq += out.logprobs
         if device.type == "cuda":
             torch.cuda.empty_cache()  # hand the generation cache's blocks back before the passes with gradients
         texts = [tok.decode(r, skip_special_tokens=True) for r in responses]
-        r = build_rollout(batch.input_ids, responses, tok.pad_token_id, tok.eos_token_id, texts,
-                          self.generation.max_prompt_length)
-        return Rollout(*(x.to(device) if torch.is_tensor(x) else x for x in (
-            r.sequences, r.attention_mask, r.response_mask, r.prompt_length, r.texts, r.stopped)))
+        return build_rollout(batch.input_ids, responses, tok.pad_token_id, self.stop_ids, texts,
+                             self.generation.max_prompt_length, logq).to(device)
 
     def forward(self, rollout: Rollout, adapter: str | None, head: bool = False, with_entropy: bool = False) -> Pass:
         """The final hidden states (b, P+R, h) under `adapter` (None: adapters off) and, with `head`, the response
@@ -70,7 +78,7 @@ class PolicyRunner:
             h = hidden[:, rollout.prompt_length - 1: -1]
             targets = rollout.sequences[:, rollout.prompt_length:]
             stats = head_stats(h.reshape(-1, h.size(-1)), self.head, targets.reshape(-1), self.chunk_size,
-                               with_entropy)
+                               with_entropy, self.generation.sampling_temperature)
         shape = targets.shape
         return Pass(hidden, stats.logp.view(shape), None if stats.entropy is None else stats.entropy.view(shape))
 

@@ -10,6 +10,8 @@ samples of each prompt (`critic: null`: no critic is built, trained or saved). M
 
 from __future__ import annotations
 
+import logging
+import math
 import random
 import time
 
@@ -34,7 +36,7 @@ from tl_lightning.models.loading import (
 from tl_lightning.objectives.advantages import masked_mean, masked_var
 from tl_lightning.objectives.estimators import GAE, AdvantageEstimator
 from tl_lightning.objectives.kl import kl_estimate
-from tl_lightning.objectives.ppo import aggregate, clipped_policy_loss
+from tl_lightning.objectives.ppo import aggregate, clipped_policy_loss, data_parallel_share
 from tl_lightning.rewards.reward import RewardTable
 from tl_lightning.rewards.taxonomy import Convention
 from tl_lightning.systems.critics import Critic, NoCritic, SharedCritic, ValueHead
@@ -45,6 +47,7 @@ __all__ = ["KLSettings", "PPOSettings", "PPOSystem"]
 from tl_lightning.systems.schedules import WarmupConstant, build_schedule
 
 REFERENCE_ADAPTER = "reference"
+log = logging.getLogger(__name__)
 
 
 def default_optimizer(params) -> torch.optim.Optimizer:
@@ -105,6 +108,7 @@ class PPOSystem(L.LightningModule):
         self.model = self.tokenizer = self.runner = None
         self.value_head: ValueHead | None = None
         self.iteration = 0
+        self.truncated_prompts = 0  # prompts generation cut to max_prompt_length (their tool lists lost)
         self.last_samples: list[dict] = []
 
     def _check_components(self, critic: Critic | None) -> None:
@@ -115,6 +119,9 @@ class PPOSystem(L.LightningModule):
             raise UserError(f"{name} needs a critic: set model.init_args.critic (SharedCritic or AdapterCritic)")
         if not self.advantage.needs_critic and critic is not None:
             raise UserError(f"{name} is critic-free: set model.init_args.critic: null")
+        if self.generation.truncates:
+            raise UserError("RL learns from the distribution that sampled: generation.top_k / top_p would truncate it "
+                            "(set top_k: 0 and top_p: 1.0; temperature alone is applied to the learner too)")
         if self.advantage.group_size > 1 and not self.generation.do_sample:
             raise UserError(f"{name} compares {self.advantage.group_size} samples of each prompt: set "
                             "model.init_args.generation.do_sample: true (greedy samples would all be equal)")
@@ -147,8 +154,10 @@ class PPOSystem(L.LightningModule):
     # -------------------------------------------------------------------------------------------- training
     def training_step(self, batch: PromptBatch, batch_idx: int) -> None:
         t0 = time.perf_counter()
+        self._count_truncated(batch)
         # step 1: sample responses from the policy (eval mode, no grad), advantage.group_size per prompt
         batch = batch.repeat_each(self.advantage.group_size)
+        self._size_schedule(len(batch))
         rollout = self._sample(batch)
         t1 = time.perf_counter()
         # step 2: score them with the IRM rule reward (taxonomy.classify → RewardTable)
@@ -166,15 +175,47 @@ class PPOSystem(L.LightningModule):
         # step 6: PPO epochs over minibatches
         stats = self._update(rollout, old_logp, ref_logp, old_values, adv, returns)
         t4 = time.perf_counter()
-        # step 7: KL controller, logging
-        seq_kl = kl.sum(1).mean().item()
-        self.kl_coef = self.kl_settings.controller.update(self.kl_coef, seq_kl, len(batch))
+        # step 7: KL controller (on the KL of all ranks' rollouts: β stays equal on every rank), logging
+        seq_kl = self._all_ranks_mean(kl.sum(1).mean())
+        self.kl_coef = self.kl_settings.controller.update(self.kl_coef, seq_kl, len(batch) * self.trainer.world_size)
+        stats["logprob_gap"] = self._logprob_gap(rollout, old_logp)
         self._log_iteration(scores, categories, rollout, seq_kl, old_values, returns, mask, stats,
                             {"rollout": t1 - t0, "score": t2 - t1, "ref_value": t3 - t2, "update": t4 - t3})
         self.iteration += 1
 
     def _sample(self, batch: PromptBatch) -> Rollout:
-        return self.runner.sample(batch, self.hparams.rollout_seed * 1_000_003 + self.iteration, self.device)
+        # a rank's rollout is its chunks of the global batch: N ranks sample what one process would (ppo_rollout)
+        chunks = math.ceil(len(batch) / (self.ppo.rollout_chunk_size or len(batch)))
+        return self.runner.sample(batch, self.hparams.rollout_seed * 1_000_003 + self.iteration, self.device,
+                                  first_chunk=self.global_rank * chunks)
+
+    def _count_truncated(self, batch: PromptBatch) -> None:
+        limit = self.generation.max_prompt_length
+        cut = sum(len(ids) > limit for ids in batch.input_ids)
+        if cut and not self.truncated_prompts:
+            log.warning("%d prompts of this rollout exceed generation.max_prompt_length=%d and lose their head (the "
+                        "tool list); set data.init_args.max_prompt_length to skip such prompts (counted in "
+                        "rollout/truncated_prompts)", cut, limit)
+        self.truncated_prompts += cut
+
+    def _size_schedule(self, rollout_rows: int) -> None:
+        """Tell the schedule the run's optimizer steps: the update steps it once per minibatch, ppo_epochs ×
+        minibatches per iteration (recomputed every iteration, so a resumed or extended run is sized right)."""
+        sched = self.lr_schedulers()
+        total = optimizer_steps(self.trainer.num_training_batches, self.trainer.max_epochs, self.trainer.max_steps,
+                                self.ppo.ppo_epochs, math.ceil(rollout_rows / self.ppo.minibatch_size))
+        if hasattr(sched, "set_total_steps") and math.isfinite(total):
+            sched.set_total_steps(int(total))
+
+    def _all_ranks_mean(self, x: torch.Tensor) -> float:
+        return float(self.trainer.strategy.reduce(x.detach().float(), reduce_op="mean"))
+
+    def _logprob_gap(self, rollout: Rollout, learner_logp: torch.Tensor) -> float:
+        """mean |log q − log π| over sampled tokens: q the distribution that sampled, π the learner's (Note
+        [sampling distribution]); ~0 unless sampler and learner disagree (numerics, kernels, a changed policy)."""
+        if rollout.sample_logp is None:
+            return float("nan")  # greedy: no sampled distribution to compare with
+        return masked_mean((rollout.sample_logp - learner_logp).abs(), rollout.response_mask.float()).item()
 
     def _score(self, batch: PromptBatch, rollout: Rollout) -> tuple[torch.Tensor, list[str]]:
         convention = self.hparams.reward_convention
@@ -216,7 +257,8 @@ class PPOSystem(L.LightningModule):
         n = rollout.sequences.size(0)
         sums: dict[str, float] = {}
         steps = 0
-        g = torch.Generator().manual_seed(self.hparams.rollout_seed * 7_919 + self.iteration)  # minibatch order
+        seed = (self.hparams.rollout_seed * 7_919 + self.iteration) * 65_537 + self.global_rank
+        g = torch.Generator().manual_seed(seed)  # minibatch order
         for _ in range(self.ppo.ppo_epochs):
             for idx in torch.randperm(n, generator=g).split(self.ppo.minibatch_size):
                 stats = self._minibatch_step(opt, rollout.rows(idx), old_logp[idx], ref_logp[idx],
@@ -235,26 +277,40 @@ class PPOSystem(L.LightningModule):
         pg_loss, clipfrac, approx_kl = clipped_policy_loss(out.logp, old_logp, adv, mask, self.ppo.clip, how)
         kl_loss = aggregate(kl_estimate(out.logp, ref_logp, "k3"), mask, how)  # β·k3 in the loss, if placed there
         loss = pg_loss + self.kl_coef * kl_loss if self.kl_settings.placement == "loss" else pg_loss
+        loss = loss * self._rank_share(mask, how)
         vf_loss, vf_clipfrac = self.critic.backward(self.value_head, self.manual_backward, self.runner.hidden, mb,
                                                     out.hidden, loss, old_values, returns, mask)
         norms = clip_each_group(opt.param_groups, self.ppo.max_grad_norm) + [0.0]
         opt.step()
-        return {"policy_loss": pg_loss.item(), "value_loss": vf_loss.item(), "clipfrac": clipfrac.item(),
+        return {"lr": opt.param_groups[0]["lr"], "policy_loss": pg_loss.item(), "value_loss": vf_loss.item(),
+                "clipfrac": clipfrac.item(),
                 "approx_kl": approx_kl.item(), "entropy": masked_mean(out.entropy, mask).item(),
                 "value_clipfrac": vf_clipfrac.item(), "kl_loss": kl_loss.item(), "actor_grad_norm": norms[0],
                 "critic_grad_norm": norms[1]}
+
+    def _rank_share(self, mask: torch.Tensor, how: str) -> torch.Tensor:
+        """Data parallelism averages the ranks' gradients; this factor makes that average the gradient of the mean
+        over all ranks' tokens (or responses), not the mean of the ranks' means (Note [loss aggregation])."""
+        if self.trainer.world_size == 1:
+            return mask.new_ones(())
+        local = mask.sum() if how == "token" else (mask.sum(1) > 0).sum().to(mask.dtype)
+        total = self.trainer.strategy.reduce(local.detach().clone(), reduce_op="sum")
+        return data_parallel_share(local, total, self.trainer.world_size)
 
     def _log_iteration(self, scores, categories, rollout: Rollout, seq_kl, values, returns, mask, stats, times) -> None:
         logs = {"reward/mean": scores.mean().item(), "ppo/kl": seq_kl, "ppo/kl_coef": self.kl_coef,
                 "rollout/response_length": mask.sum(1).mean().item(),
                 "rollout/no_stop_frac": 1 - rollout.stopped.float().mean().item(),
+                "rollout/logprob_gap": stats.pop("logprob_gap"), "rollout/truncated_prompts": self.truncated_prompts,
+
                 **{f"ppo/{k}": v for k, v in stats.items()}, **{f"time/{k}": v for k, v in times.items()}}
         if values is not None:
             explained = 1 - masked_var(returns - values, mask) / masked_var(returns, mask).clamp_min(1e-8)
             logs["ppo/explained_variance"] = explained.item()
         logs.update({f"reward/{k}": float(v) for k, v in self.rollout_metrics.compute().items()})
         self.rollout_metrics.reset()
-        self.log_dict(logs, on_step=True, batch_size=len(categories))
+        logs = {k: v for k, v in logs.items() if not math.isnan(v)}  # greedy rollouts have no logprob gap
+        self.log_dict(logs, on_step=True, batch_size=len(categories), sync_dist=self.trainer.world_size > 1)
 
     # ------------------------------------------------------------------------------------------ optimizers
     def _param_groups(self) -> list[dict]:
@@ -269,6 +325,7 @@ class PPOSystem(L.LightningModule):
             if "lora_" in n and f".{REFERENCE_ADAPTER}." not in n:
                 p.requires_grad_(True)
         opt = (self.optimizer_factory or default_optimizer)(self._param_groups())
+        # a first estimate (one minibatch per iteration); training_step sizes it once it knows the rollout size
         sched = build_schedule(self.scheduler_factory, opt, int(self.trainer.estimated_stepping_batches)
                                * self.ppo.ppo_epochs, default_schedule)
         return [opt], [sched]
@@ -281,6 +338,7 @@ class PPOSystem(L.LightningModule):
 
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if keep(k)}
         checkpoint["ppo_state"] = {"kl_coef": self.kl_coef, "iteration": self.iteration,
+                                   "truncated_prompts": self.truncated_prompts,
                                    "python_rng": random.getstate(), "torch_rng": torch.get_rng_state()}
         for key in ("hyper_parameters", "datamodule_hyper_parameters"):
             if key in checkpoint:
@@ -291,8 +349,18 @@ class PPOSystem(L.LightningModule):
         if state:
             self.kl_coef = float(state["kl_coef"])
             self.iteration = int(state["iteration"])
+            self.truncated_prompts = int(state.get("truncated_prompts", 0))
             random.setstate(state["python_rng"])
             torch.set_rng_state(state["torch_rng"])
+
+
+def optimizer_steps(batches_per_epoch: float, max_epochs: int | None, max_steps: int, ppo_epochs: int,
+                    minibatches: int) -> float:
+    """Optimizer steps of an RL run: iterations × ppo_epochs × minibatches per iteration, capped by `max_steps`
+    (which counts optimizer steps, as `global_step` does); inf for an unbounded run."""
+    epochs = max_epochs if max_epochs not in (None, -1) else math.inf
+    total = batches_per_epoch * epochs * ppo_epochs * minibatches
+    return min(total, max_steps) if max_steps not in (None, -1) else total
 
 
 def _rows(x: torch.Tensor | None, idx: torch.Tensor) -> torch.Tensor | None:

@@ -17,7 +17,9 @@ from tl_lightning.objectives.ppo import Aggregation
 class Rollout:
     """One rollout batch. Shapes: (b, P) prompt (left-padded), (b, R) response (right-padded).
 
-    `sequences` / `attention_mask` are (b, P + R); `response_mask` (b, R) is 1 up to and including the stop token.
+    `sequences` / `attention_mask` are (b, P + R); `response_mask` (b, R) is 1 up to and including the stop token;
+    `sample_logp` (b, R) holds log q of each response token under the distribution that sampled it (None for greedy
+    rollouts; Note [sampling distribution] in models/generation.py).
     """
 
     sequences: torch.Tensor
@@ -25,13 +27,19 @@ class Rollout:
     response_mask: torch.Tensor
     prompt_length: int
     texts: tuple[str, ...]
-    stopped: torch.Tensor  # (b,) bool: the response ended with EOS within max_new_tokens
+    stopped: torch.Tensor  # (b,) bool: the response ended with a stop token within max_new_tokens
+    sample_logp: torch.Tensor | None = None
 
     def rows(self, idx: torch.Tensor | slice) -> Rollout:
         """The rollout of the selected sequences (same padded width; texts are kept only for a slice)."""
         texts = self.texts[idx] if isinstance(idx, slice) else ()
         return Rollout(self.sequences[idx], self.attention_mask[idx], self.response_mask[idx], self.prompt_length,
-                       texts, self.stopped[idx])
+                       texts, self.stopped[idx], None if self.sample_logp is None else self.sample_logp[idx])
+
+    def to(self, device: torch.device) -> Rollout:
+        return Rollout(*(x.to(device) if torch.is_tensor(x) else x for x in (
+            self.sequences, self.attention_mask, self.response_mask, self.prompt_length, self.texts, self.stopped,
+            self.sample_logp)))
 
     def chunks(self, size: int | None) -> list[Rollout]:
         """Consecutive row chunks of at most `size` sequences (None: the whole rollout)."""
@@ -92,22 +100,26 @@ def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
     return (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
 
 
-def build_rollout(prompt_ids: list[list[int]], responses: list[list[int]], pad_id: int, eos_id: int,
-                  texts: list[str], max_prompt_length: int | None = None) -> Rollout:
-    """Left-pad prompts, right-pad responses, concatenate, and build the masks."""
+def build_rollout(prompt_ids: list[list[int]], responses: list[list[int]], pad_id: int,
+                  stop_ids: tuple[int, ...], texts: list[str], max_prompt_length: int | None = None,
+                  sample_logp: list[list[float]] | None = None) -> Rollout:
+    """Left-pad prompts, right-pad responses (and their sampling log-probs), concatenate, and build the masks."""
     from tl_lightning.models.generation import left_pad
 
     prompt, prompt_mask = left_pad(prompt_ids, pad_id, max_prompt_length)
     r = max(1, max(len(x) for x in responses))
     resp = torch.full((len(responses), r), pad_id, dtype=torch.long)
     resp_mask = torch.zeros((len(responses), r), dtype=torch.long)
+    logq = None if sample_logp is None else torch.zeros((len(responses), r))
     for i, x in enumerate(responses):
         if x:
             resp[i, : len(x)] = torch.tensor(x)
             resp_mask[i, : len(x)] = 1
-    stopped = torch.tensor([bool(x) and x[-1] == eos_id for x in responses])
+            if logq is not None:
+                logq[i, : len(x)] = torch.tensor(sample_logp[i])
+    stopped = torch.tensor([bool(x) and x[-1] in stop_ids for x in responses])
     return Rollout(torch.cat([prompt, resp], 1), torch.cat([prompt_mask, resp_mask], 1), resp_mask,
-                   prompt.size(1), tuple(texts), stopped)
+                   prompt.size(1), tuple(texts), stopped, logq)
 
 
 def response_logprobs(logits: torch.Tensor, sequences: torch.Tensor, prompt_length: int) -> torch.Tensor:
