@@ -117,3 +117,16 @@ def test_data_parallel_share_makes_the_rank_average_the_global_token_mean():
     ddp_average = (shares[0] * aggregate(x0, m0) + shares[1] * aggregate(x1, m1)) / 2
     assert ddp_average.item() == pytest.approx(3.25)
     assert ((aggregate(x0, m0) + aggregate(x1, m1)) / 2).item() == pytest.approx(3.0)  # the unscaled mean of means
+
+
+def test_whiten_over_ranks_equals_whitening_the_union_batch():
+    g = torch.Generator().manual_seed(0)
+    x, m = torch.randn(4, 5, generator=g), (torch.rand(4, 5, generator=g) > 0.3).float()
+    whole = whiten(x, m)
+    n, mu = m.sum(), (x * m).sum() / m.sum()
+    for rows in (slice(0, 2), slice(2, 4)):  # each "rank" holds two rows; the reduce returns the union's sums
+        union_sums = iter([n, (x * m).sum(), ((x - mu) ** 2 * m).sum()])
+        part = whiten(x[rows], m[rows], reduce_sum=lambda _local: next(union_sums))
+        torch.testing.assert_close(part, whole[rows])
+    assert not torch.allclose(whiten(x[:2], m[:2]), whole[:2])  # rank-local statistics would differ
+    torch.testing.assert_close(whiten(x, m, reduce_sum=lambda t: t), whole)  # one process: the same numbers

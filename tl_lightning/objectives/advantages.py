@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
+
+ReduceSum = Callable[[torch.Tensor], torch.Tensor]  # sums a tensor over data-parallel ranks
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
@@ -19,9 +23,19 @@ def masked_var(x: torch.Tensor, mask: torch.Tensor, unbiased: bool = True) -> to
     return var * n / (n - 1).clamp_min(1.0) if unbiased else var
 
 
-def whiten(x: torch.Tensor, mask: torch.Tensor, keep_mean: bool = False, eps: float = 1e-8) -> torch.Tensor:
-    """(x - mean) / std over masked positions; `keep_mean` adds the mean back. Masked-out positions become 0."""
-    mean, var = masked_mean(x, mask), masked_var(x, mask)
+def whiten(x: torch.Tensor, mask: torch.Tensor, keep_mean: bool = False, eps: float = 1e-8,
+           reduce_sum: ReduceSum | None = None) -> torch.Tensor:
+    """(x - mean) / std over masked positions; `keep_mean` adds the mean back. Masked-out positions become 0.
+
+    `reduce_sum` sums a tensor over data-parallel ranks: the statistics are then those of all ranks' positions
+    together, as one process would compute them on the union batch."""
+    if reduce_sum is None:
+        mean, var = masked_mean(x, mask), masked_var(x, mask)
+    else:
+        m = mask.to(x.dtype)
+        n, total = reduce_sum(m.sum()), reduce_sum((x * m).sum())
+        mean = total / n.clamp_min(1.0)
+        var = reduce_sum(((x - mean) ** 2 * m).sum()) / (n - 1).clamp_min(1.0)
     out = (x - mean) * torch.rsqrt(var + eps)
     if keep_mean:
         out = out + mean

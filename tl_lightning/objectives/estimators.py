@@ -18,7 +18,7 @@ from typing import ClassVar
 
 import torch
 
-from tl_lightning.objectives.advantages import gae, group_advantages, sequence_advantages_to_tokens, whiten
+from tl_lightning.objectives.advantages import ReduceSum, gae, group_advantages, sequence_advantages_to_tokens, whiten
 
 
 @dataclass(frozen=True)
@@ -34,10 +34,11 @@ class AdvantageEstimator(ABC):
             raise ValueError(f"group_size must be >= 1, got {self.group_size}")
 
     @abstractmethod
-    def estimate(self, rewards: torch.Tensor, values: torch.Tensor | None,
-                 mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def estimate(self, rewards: torch.Tensor, values: torch.Tensor | None, mask: torch.Tensor,
+                 reduce_sum: ReduceSum | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(advantages (b, t), returns (b, t) or None) from token rewards (b, t), values (b, t) or None, and the
-        response mask (b, t)."""
+        response mask (b, t). `reduce_sum` sums over data-parallel ranks, for statistics over the whole batch
+        (groups never span ranks: a rank holds whole groups)."""
 
 
 @dataclass(frozen=True)
@@ -56,9 +57,9 @@ class GAE(AdvantageEstimator):
     whiten: bool = False
     needs_critic: ClassVar[bool] = True
 
-    def estimate(self, rewards, values, mask):
+    def estimate(self, rewards, values, mask, reduce_sum=None):
         adv, returns = gae(rewards, values, mask, self.gamma, self.lam)
-        return (whiten(adv, mask) if self.whiten else adv), returns
+        return (whiten(adv, mask, reduce_sum=reduce_sum) if self.whiten else adv), returns
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,7 @@ class GRPO(AdvantageEstimator):
         if self.group_size < 2:
             raise ValueError(f"GRPO compares samples of one prompt: group_size must be >= 2, got {self.group_size}")
 
-    def estimate(self, rewards, values, mask):
+    def estimate(self, rewards, values, mask, reduce_sum=None):
         adv = group_advantages(rewards.sum(1), self.group_size, "mean", self.scale_by_std, self.eps)
         return sequence_advantages_to_tokens(adv, mask), None
 
@@ -98,6 +99,6 @@ class RLOO(AdvantageEstimator):
         if self.group_size < 2:
             raise ValueError(f"RLOO needs the other samples of a prompt: group_size >= 2, got {self.group_size}")
 
-    def estimate(self, rewards, values, mask):
+    def estimate(self, rewards, values, mask, reduce_sum=None):
         adv = group_advantages(rewards.sum(1), self.group_size, "leave_one_out")
         return sequence_advantages_to_tokens(adv, mask), None

@@ -171,7 +171,7 @@ class PPOSystem(L.LightningModule):
         kl = kl_estimate(old_logp, ref_logp, self.kl_settings.estimator) * mask
         rewards = self._token_rewards(kl, scores, mask)
         # step 5: advantages (and the critic's returns)
-        adv, returns = self.advantage.estimate(rewards, old_values, mask)
+        adv, returns = self.advantage.estimate(rewards, old_values, mask, self._reduce_sum)
         # step 6: PPO epochs over minibatches
         stats = self._update(rollout, old_logp, ref_logp, old_values, adv, returns)
         t4 = time.perf_counter()
@@ -206,6 +206,10 @@ class PPOSystem(L.LightningModule):
                                 self.ppo.ppo_epochs, math.ceil(rollout_rows / self.ppo.minibatch_size))
         if hasattr(sched, "set_total_steps") and math.isfinite(total):
             sched.set_total_steps(int(total))
+
+    def _reduce_sum(self, x: torch.Tensor) -> torch.Tensor:
+        """Sum over data-parallel ranks (the tensor itself on one device)."""
+        return self.trainer.strategy.reduce(x.detach().clone(), reduce_op="sum")
 
     def _all_ranks_mean(self, x: torch.Tensor) -> float:
         return float(self.trainer.strategy.reduce(x.detach().float(), reduce_op="mean"))
@@ -294,8 +298,7 @@ class PPOSystem(L.LightningModule):
         if self.trainer.world_size == 1:
             return mask.new_ones(())
         local = mask.sum() if how == "token" else (mask.sum(1) > 0).sum().to(mask.dtype)
-        total = self.trainer.strategy.reduce(local.detach().clone(), reduce_op="sum")
-        return data_parallel_share(local, total, self.trainer.world_size)
+        return data_parallel_share(local, self._reduce_sum(local), self.trainer.world_size)
 
     def _log_iteration(self, scores, categories, rollout: Rollout, seq_kl, values, returns, mask, stats, times) -> None:
         logs = {"reward/mean": scores.mean().item(), "ppo/kl": seq_kl, "ppo/kl_coef": self.kl_coef,
