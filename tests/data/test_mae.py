@@ -116,6 +116,10 @@ def test_mae_on_rotbench_third_turn():
     ("connection error, please check the network", "http_error"),    # lower case, no class name
     ("Error: city not found", "error_line"),
     ("name weather_search is not defined", "tool_hallucination"),   # no quotes around the name
+    ("Function 'translate_text' does not exist.", "tool_hallucination"),  # a runtime's unknown-tool feedback
+    ('Tool "weather.search" does not exist', "tool_hallucination"),
+    ("function get_news doesn't exist", "tool_hallucination"),
+    ('{"message": "Function \'translate_text\' does not exist."}', "tool_hallucination"),
     ('{"error": "", "response": "{\'success\': False, \'message\': \'Tracking information not found\'}"}',
      "error_field"),                                                 # ToolBench: a Python-repr reply inside response
     ('{"message": "unknown service prime_video"}', "api_error"),   # a reply that is only an error message
@@ -137,6 +141,8 @@ def test_structured_detector_catches_the_papers_error_forms(output, category):
     '{"status": "valid", "error": "", "errors": [], "error_code": 0}',
     '{"error": "", "response": ""}',
     "[]",
+    "The anime with ID 12345 does not exist in this season's listing.",  # a result, not an unknown tool
+    '{"results": [{"snippet": "Function \'translate_text\' does not exist in v1 of the SDK."}]}',
 ])
 def test_structured_detector_does_not_flag_results_that_mention_errors(output):
     assert not StructuredDetector()(output).is_error, output

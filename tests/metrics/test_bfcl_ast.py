@@ -19,6 +19,7 @@ from tl_lightning.data.loaders import LoadReport, load_source
 from tl_lightning.metrics.bfcl_ast import check, standardize
 from tl_lightning.metrics.bfcl_decoder import decode_ast
 from tl_lightning.metrics.scoring import score_response
+from tl_lightning.metrics.tool_call import item_scores
 
 bfcl_eval = pytest.importorskip("bfcl_eval", reason="bfcl-eval not installed (pip install --no-deps -r "
                                 "requirements-eval.txt)")
@@ -274,3 +275,25 @@ def test_hand_computed_checker_rules():
     assert standardize("April 1, 2024") == "april12024"
     with pytest.raises(ValueError):
         decode_ast("```python\narea(base=1)\n```")  # BFCL's decoder fails on a tagged fence
+
+
+def test_parallel_outputs_with_an_invented_tool_score_no_ts(bfcl):
+    """Each gold call renamed in turn (`name_v2`, not offered): BFCL says invalid, and TS = PI = 0 (issue #24:
+    477 of these 1,239 outputs scored TS = PI = 1, classed as wrong values; docs/taxonomy.md)."""
+    outputs, ts = 0, 0
+    for category in ("parallel", "parallel_multiple", "live_parallel", "live_parallel_multiple"):
+        convs = {c.id: c for c in load_source("bfcl", category)}
+        questions = {q["id"]: q["function"] for q in _jsonl(_data_dir() / f"BFCL_v3_{category}.json")}
+        answers = {a["id"]: a["ground_truth"] for a in _jsonl(_data_dir() / "possible_answer" /
+                                                               f"BFCL_v3_{category}.json")}
+        for cid, conv in convs.items():
+            calls = _gold_calls(answers[cid], questions[cid])
+            for i in range(len(calls)):
+                text = "[" + ", ".join(_call(n + "_v2" if j == i else n, a) for j, (n, a) in enumerate(calls)) + "]"
+                assert bfcl_verdict(bfcl, questions[cid], text, answers[cid], category) is False
+                c = score_response(text, conv, "official")[1]
+                scores = item_scores(c)
+                outputs += 1
+                ts += scores["ts"] > 0 or scores["pi"] > 0
+                assert c.category == "tool_hallucination", (cid, text, c)
+    assert outputs == 1239 and ts == 0

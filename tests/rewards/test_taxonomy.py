@@ -204,8 +204,10 @@ def test_classify_is_total_and_deterministic(text):
     (f"search_flights({BASE})\nfinish(answer='x')", G, "wrong_count", "correct"),
     # values: lenient normalises case, whitespace and numeric strings; the paper compares them as given
     ("search_flights(origin='paris', destination='Oslo', date='2025-01-02')", G, "correct", "content_filling"),
-    (f"search_flights({BASE}, passengers='2')", G_PAX, "correct", "content_filling"),
-    (f"search_flights({BASE}, passengers=2.0)", G_PAX, "correct", "correct"),  # 2.0 == 2 numerically in both
+    # the paper reads string values only: '2' is a key the gold (passengers=2, unquoted) does not have
+    (f"search_flights({BASE}, passengers='2')", G_PAX, "correct", "params_redundant"),
+    (f"search_flights({BASE}, passengers=2.0)", G_PAX, "correct", "correct"),
+    (f"search_flights({BASE}, passengers=3)", G_PAX, "content_filling", "correct"),  # unquoted: not compared
     # free-text tools: lenient does not compare their content (RoTBench), the paper's reward does
     ("finish(answer='wrong answer')", [(GoldCall.from_call(ToolCall("finish", {"answer": "Oslo"})),)], "correct",
      "content_filling"),
@@ -214,6 +216,23 @@ def test_paper_convention_reads_the_first_call_and_compares_values_as_given(pred
     assert classify(prediction, gold, TOOLS).category == lenient
     assert classify(prediction, gold, TOOLS, convention="paper").category == paper
     assert tool_call_rewards([prediction], [gold], [TOOLS])[0] == RewardTable()(paper)  # the reward's default
+
+
+# The reference reward reads only `key='string'` pairs (paper.md §5.2): unquoted values and their keys are invisible.
+# Expected rewards hand-computed from `test_answer_for_reward` (code/irm/dschat/rlhf/ppo_trainer.py).
+@pytest.mark.parametrize("prediction, category, reward", [
+    ("get_papers_by_keywords(query='tool learning', venue='ICLR', limit=2)", "correct", 1.0),  # issue #24 item 11
+    ("get_papers_by_keywords(query='tool learning', venue='ICLR')", "correct", 1.0),  # limit=1 is not read
+    ("get_papers_by_keywords(query='tool learning', venue='ICLR', limit=True, pages=[1, 2])", "correct", 1.0),
+    ("get_papers_by_keywords(query='tool learning', venue='ICLR', limit='1')", "params_redundant", -0.5),
+    ("get_papers_by_keywords(query='tool learning', venue='ICLR', pages='1')", "params_hallucinated", -0.8),
+    ("get_papers_by_keywords(query='tool learning', limit=1)", "params_missing", -0.5),
+    ("get_papers_by_keywords(query='tool', venue='ICLR', limit=1)", "content_filling", -0.25),
+    ("get_papers_by_keywords(query='tool learning', venue='iclr', limit=1)", "content_filling", -0.25),
+])
+def test_paper_convention_compares_string_values_only_as_the_reference_reward(prediction, category, reward):
+    c = classify(prediction, PAPER_GOLD, PAPER_TOOLS, convention="paper")
+    assert c.category == category and RewardTable()(c.category) == reward
 
 
 def test_paper_convention_scores_every_rotbench_gold_as_correct():

@@ -10,7 +10,8 @@ Detectors (components chosen in YAML as `data.init_args.mae.detector`) map a too
   * `StructuredDetector` (default) — what the paper meant: a non-empty JSON `error` / `errors` field or a 4xx/5xx
     status anywhere in the first levels of a JSON reply, Python exception messages (NameError "is not defined",
     TypeError "missing … positional argument" / "unexpected keyword argument", other `XxxError:` lines, common
-    messages printed without their class, a bare `'key'` from a KeyError), HTTP 4xx/5xx lines, "not supported".
+    messages printed without their class, a bare `'key'` from a KeyError), an unknown tool ("Function 'x' does not
+    exist"), HTTP 4xx/5xx lines, "not supported".
   * `RegexDetector` — user patterns from the config; `AnyDetector` — the first of several that fires.
 """
 
@@ -70,6 +71,9 @@ class ReferenceDetector(ErrorDetector):
 
 _TEXT_ERRORS = [
     (re.compile(r"name '[^']+' is not defined|\bname [A-Za-z_][\w.]* is not defined"), "tool_hallucination"),
+    # a tool runtime's answer to an unknown tool: "Function 'translate_text' does not exist."
+    (re.compile(r"\b(?:function|tool) (?:'[^'\n]{1,100}'|\"[^\"\n]{1,100}\"|`[^`\n]{1,100}`|[A-Za-z_][\w.\-]*) "
+                r"(?:does not|doesn't) exist\b", re.I), "tool_hallucination"),
     (re.compile(r"missing \d+ required (?:positional|keyword-only) arguments?"), "missing_parameter"),
     (re.compile(r"got an unexpected keyword argument"), "unexpected_parameter"),
     (re.compile(r"\b(?:positional argument|takes \d+ positional)"), "parameter_error"),

@@ -14,6 +14,7 @@ The datamodule records each benchmark's mode in `meta["scoring"]`; evaluation ca
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any, Literal
 
 from tl_lightning.format.call_format import ParseFailure, ParseResult, parse_calls
@@ -131,17 +132,31 @@ def _bfcl_category(verdict: Verdict, calls: tuple[ToolCall, ...], conv: Conversa
     kind = verdict.error_type
     if kind.endswith(":wrong_count"):
         return "wrong_count"
+    if kind.endswith(":wrong_func_name") or _called_names(calls) != _gold_names(conv):
+        # TS needs the gold tools: a parallel cannot_find_match may last have tried a right-name call with a
+        # wrong value, which must not hide an invented or wrong tool elsewhere in the output
+        return "wrong_tool" if all(c.name in conv.tool_names for c in calls) else "tool_hallucination"
     if kind.endswith(":cannot_find_match"):
         attempts = [_bfcl_category(a, calls, conv) for a in verdict.attempts] or ["wrong_tool"]
         return min(attempts, key=CATEGORIES.index)
-    if kind.endswith(":wrong_func_name"):
-        return "wrong_tool" if all(c.name in conv.tool_names for c in calls) else "tool_hallucination"
     if kind.endswith(("missing_required", "missing_optional")):
         return "params_missing"
     if kind.endswith("unexpected_param"):
         declared = any(verdict.param in t.param_names for t in conv.tools)
         return "params_redundant" if declared else "params_hallucinated"
     return "content_filling"  # type_error:*, value_error:*, *_checker:unclear, checker_raises
+
+
+def _called_names(calls: tuple[ToolCall, ...]) -> Counter:
+    return Counter(c.name for c in calls)
+
+
+def _gold_names(conv: Conversation) -> Counter:
+    """The tools BFCL's checker matches the output against: every gold call's for parallel items, the first
+    gold call's otherwise (`multiple` checks only the first)."""
+    answer = conv.meta["possible_answer"]
+    checked = answer if "parallel" in conv.meta.get("category", "") else answer[:1]
+    return Counter(next(iter(entry)) for entry in checked)
 
 
 def _pairs(calls: tuple[ToolCall, ...], conv: Conversation) -> tuple:

@@ -24,8 +24,10 @@ Conventions (`convention=`, docs/taxonomy.md):
     normalisation (case, whitespace, surrounding quotes, numeric strings as numbers); the free text of finish /
     ask-to-user style tools is not compared (RoTBench's rule).
   * `paper` (the IRM reward's default): as the reference code's reward, only the first call of the output is read
-    (what follows it is ignored) and compared with the first gold call; values must be equal as given (numbers
-    numerically, strings exactly); free-text tools are compared like any other.
+    (what follows it is ignored) and compared with the first gold call; only string-valued arguments are read, on
+    both sides (the reference parses `key='string'` pairs only: `limit=2` and its key take part in no check), and
+    they must be equal exactly; free-text tools are compared like any other. docs/taxonomy.md lists what still
+    differs from the reference code.
 """
 
 from __future__ import annotations
@@ -202,6 +204,8 @@ def classify_call(pred: ToolCall, gold: GoldCall, tools: dict[str, ToolSpec],
         return "tool_hallucination"
     if pred.name != gold.name:
         return "wrong_tool"
+    if convention == "paper":
+        pred, gold = _string_arguments(pred), _string_gold(gold)
     keys = set(pred.arguments)
     gold_keys = set(gold.values) | set(gold.any_value)
     # A key the gold call uses is never "hallucinated", even when the tool doc omits it (RoTBench golds do this;
@@ -222,6 +226,18 @@ def classify_call(pred: ToolCall, gold: GoldCall, tools: dict[str, ToolSpec],
         if not same(v, gold.values.get(k, [])):
             return "content_filling"
     return "correct"
+
+
+def _string_arguments(call: ToolCall) -> ToolCall:
+    """The arguments the reference reward reads: it parses only `key='string'` pairs, so numbers, booleans, None
+    and containers, and their keys, take part in no check (paper.md §5.2)."""
+    return ToolCall(call.name, {k: v for k, v in call.arguments.items() if isinstance(v, str)})
+
+
+def _string_gold(gold: GoldCall) -> GoldCall:
+    """`gold` restricted to its string values; a key with no string alternative is not read (see above)."""
+    values = {k: [a for a in alts if isinstance(a, str)] for k, alts in gold.values.items()}
+    return GoldCall(gold.name, {k: alts for k, alts in values.items() if alts}, gold.optional, gold.any_value)
 
 
 def _match(calls: tuple[ToolCall, ...], answer: GoldAnswer, tools: dict[str, ToolSpec],

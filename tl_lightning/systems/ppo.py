@@ -69,8 +69,8 @@ class PPOSystem(L.LightningModule):
             critic-free estimators.
         reward: reward per error category (`taxonomy.classify`).
         reward_convention: how responses are read and compared for the reward: "paper" (the reference code: the
-            first call, values as given, free-text tools compared too) or "lenient" (the metrics' reading: the whole
-            output must parse, values normalised). See docs/taxonomy.md.
+            first call, string values only, compared exactly; free-text tools compared too) or "lenient" (the
+            metrics' reading: the whole output must parse, values normalised). See docs/taxonomy.md.
         kl: KL penalty settings (controller component, estimator, reward or loss placement).
         ppo: PPO optimisation settings (epochs, minibatches, clip, loss aggregation).
         generation: rollout decoding (paper: greedy, 512 new tokens; group estimators need sampling).
