@@ -37,11 +37,12 @@ class ScriptedModel(torch.nn.Module):
 
     def generate(self, input_ids, attention_mask, max_new_tokens, eos_token_id, pad_token_id, **kwargs):
         self.calls += 1
+        stop = eos_token_id[0] if isinstance(eos_token_id, list) else eos_token_id  # generation passes stop ids
         rows = []
         for ids, mask in zip(input_ids.tolist(), attention_mask.tolist()):
             prompt = self.tok.decode([i for i, m in zip(ids, mask) if m], skip_special_tokens=False)
             answer = self.tok(" " + self.answer_for_prompt(prompt), add_special_tokens=False)["input_ids"]
-            rows.append((answer + [eos_token_id])[:max_new_tokens])
+            rows.append((answer + [stop])[:max_new_tokens])
         width = max(len(r) for r in rows)
         new = torch.tensor([r + [pad_token_id] * (width - len(r)) for r in rows], dtype=torch.long)
         return torch.cat([input_ids, new.to(input_ids.device)], dim=1)

@@ -62,6 +62,21 @@ def test_each_mistake_is_one_line_exit_2_within_seconds(mistake, tiny_checkpoint
     assert took < 45, f"{took:.0f} s"
 
 
+def test_uncached_hub_id_without_offline_mode_is_one_line_within_seconds(tmp_path):
+    """HF_HUB_OFFLINE unset (a new user's shell): the hub client used to retry for 52 s and print 46 lines first."""
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env["HF_ENDPOINT"] = "http://127.0.0.1:9"  # a closed loopback port: no traffic leaves this machine
+    t0 = time.monotonic()
+    r = subprocess.run([sys.executable, "main.py", *QUICKSTART, NO_BUILD, f"--trainer.default_root_dir={tmp_path}",
+                        "--model.init_args.policy.checkpoint=tl-lightning-tests/no-such-model"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    took = time.monotonic() - t0
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert len(r.stderr.splitlines()) == 1 and r.stderr.startswith("error: model checkpoint not found: "
+                                                                   "'tl-lightning-tests/no-such-model'"), r.stderr
+    assert took < 45, f"{took:.0f} s"
+
+
 def _help(capsys, *args: str) -> str:
     from main import cli_main
 

@@ -1,6 +1,7 @@
 """Checkpoints and tokenizers by path or hub id: one-line errors, and checkpoints built on first use.
 
-`resolve_checkpoint` fails early, in one line, on a missing local path or an uncached hub id while offline.
+`resolve_checkpoint` fails early, in one line, on a missing local path or on an uncached hub id that cannot be
+fetched (offline, no network, no such model).
 `load_tokenizer` is the one place a tokenizer is loaded (datamodules and systems both call it).
 `CheckpointBuilder` is the interface of a checkpoint that a command can build itself when it is missing (the tiny
 random Llama of the quickstart, a converted GGUF model); `ensure_checkpoint` builds it once, under a file lock, so
@@ -29,6 +30,10 @@ class CheckpointBuilder(ABC):
     def build(self, path: Path) -> None:
         """Write the checkpoint into `path` (an empty or missing directory)."""
 
+    def describe(self) -> str:
+        """What `build` makes, for the line a run prints when it builds (e.g. "a new random TinyLlama (...)")."""
+        return f"a new {type(self).__name__} checkpoint"
+
 
 def ensure_checkpoint(checkpoint: str, builder: CheckpointBuilder | None) -> str:
     """Build `checkpoint` with `builder` if it is a missing local directory; a no-op when it exists or when
@@ -43,7 +48,10 @@ def ensure_checkpoint(checkpoint: str, builder: CheckpointBuilder | None) -> str
     with open(lock_path, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another process may be building the same directory
         if not (path / MODEL_MARKER).is_file():
-            log.info("building checkpoint %s with %s (first use)", path, type(builder).__name__)
+            # A warning, not an info line: when the path is a typo for an existing checkpoint, this is the only sign
+            # that the run trains something else than the user meant.
+            log.warning("building %s at %s: no checkpoint there (policy.build). If you meant an existing checkpoint, "
+                        "fix policy.checkpoint", builder.describe(), path)
             tmp = path.with_name(path.name + ".partial")
             shutil.rmtree(tmp, ignore_errors=True)  # left by an interrupted build
             builder.build(tmp)
@@ -53,7 +61,7 @@ def ensure_checkpoint(checkpoint: str, builder: CheckpointBuilder | None) -> str
 
 
 def resolve_checkpoint(checkpoint: str, marker: str = MODEL_MARKER) -> str:
-    """Fail early, in one line, on a missing local path or on a hub id while offline and not cached.
+    """Fail early, in one line, on a missing local path, and on a hub id that is not cached and cannot be fetched.
 
     `marker` is the file a local directory must hold (tokenizers: "tokenizer_config.json").
     """
@@ -65,18 +73,65 @@ def resolve_checkpoint(checkpoint: str, marker: str = MODEL_MARKER) -> str:
     if looks_like_local_path(checkpoint):  # a typo in a local path: reported at once, not as a hub lookup
         raise UserError(f"model checkpoint not found: {checkpoint} (fix the path, or build it: "
                         f"`python -m tl_lightning.models.tiny {checkpoint}` writes a tiny random Llama there)")
-    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
-        try:
-            from huggingface_hub import try_to_load_from_cache
-
-            cached = try_to_load_from_cache(checkpoint, marker)
-        except Exception:  # noqa: BLE001 - any cache lookup problem means "not cached"
-            cached = None
-        if not isinstance(cached, str):
+    if not in_hf_cache(checkpoint, marker):
+        if hub_offline():
             raise UserError(f"model checkpoint not found: {checkpoint!r} is no local directory, and as a hub id it "
                             "is not in the local HF cache (HF_HUB_OFFLINE=1 forbids downloading it): fix the path, "
                             "or download the model once online")
+        check_on_hub(checkpoint, marker)
     return checkpoint
+
+
+def hub_offline() -> bool:
+    """HF_HUB_OFFLINE (or transformers' older TRANSFORMERS_OFFLINE) is set to a true value."""
+    return any(os.environ.get(name, "0") not in ("0", "", "false", "False")
+               for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def in_hf_cache(repo_id: str, filename: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(repo_id, filename), str)
+    except Exception:  # noqa: BLE001 - any cache lookup problem (e.g. a name that is no valid id) means "not cached"
+        return False
+
+
+HUB_TIMEOUT_S = 5.0
+
+
+def check_on_hub(repo_id: str, filename: str) -> None:
+    """One HEAD request for `filename` of the hub model `repo_id`, without retries, before transformers downloads it.
+
+    For an id that is not cached, the hub client retries a failed request for about a minute (46 log lines with no
+    network) and its final error does not name the id; this fails in seconds, naming it. A server error (5xx) is
+    left to the download, which retries it.
+    """
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        RemoteEntryNotFoundError,
+        RepositoryNotFoundError,
+    )
+
+    not_here = f"model checkpoint not found: {repo_id!r} is no local directory and not in the local HF cache"
+    try:
+        get_hf_file_metadata(hf_hub_url(repo_id, filename), timeout=HUB_TIMEOUT_S)
+    except GatedRepoError:
+        raise UserError(f"{not_here}, and it is a gated model on the Hugging Face hub: accept its terms there and log "
+                        "in (`hf auth login`), or use a local directory") from None
+    except RepositoryNotFoundError:
+        raise UserError(f"{not_here}, and the Hugging Face hub has no such model (or it is private and you are not "
+                        "logged in): fix the path or the id") from None
+    except RemoteEntryNotFoundError:
+        raise UserError(f"hub model {repo_id!r} has no {filename}: it is not a transformers checkpoint") from None
+    except HfHubHTTPError:
+        return
+    except Exception as e:  # noqa: BLE001 - DNS failure, refused connection, timeout, proxy: there is no hub to ask
+        reason = (str(e).splitlines() or [type(e).__name__])[0]
+        raise UserError(f"{not_here}, and the Hugging Face hub cannot be reached ({reason}): fix the path or the "
+                        "id, or download the model once online") from None
 
 
 LOCAL_PREFIXES = (".", "/", "~", "runs/", "data/")

@@ -1,5 +1,7 @@
 """The production loading path on the tiny checkpoint: NF4 on CPU, the AVX512-BF16 gradient fix, user errors."""
 
+import time
+
 import pytest
 import torch
 
@@ -84,6 +86,55 @@ def test_checkpoint_errors(checkpoint, message, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(UserError, match=message):
         resolve_checkpoint(checkpoint)
+
+
+LOOPBACK_HUB = "http://127.0.0.1:9"  # the discard port: nothing listens, the connection is refused at once
+
+
+def test_uncached_hub_id_while_online_fails_fast_naming_the_id(monkeypatch):
+    """Without offline mode, the hub client retried an uncached id for about a minute (46 log lines) before its own
+    error, which did not name the id. One request without retries decides now: the hub has no such model, or there
+    is no hub to ask (this machine), either way one `UserError` naming the id, in seconds."""
+    import huggingface_hub.constants
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # as when the variable is unset at import
+    # the hub is a closed loopback port: tests send no traffic off this machine (same failure as no network)
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", LOOPBACK_HUB)
+    monkeypatch.setattr(huggingface_hub.constants, "HUGGINGFACE_CO_URL_TEMPLATE",
+                        LOOPBACK_HUB + "/{repo_id}/resolve/{revision}/{filename}")
+    t0 = time.monotonic()
+    with pytest.raises(UserError, match="'tl-lightning-tests/no-such-model'"):
+        resolve_checkpoint("tl-lightning-tests/no-such-model")
+    assert time.monotonic() - t0 < 10
+
+
+@pytest.mark.parametrize("status, error_code, message", [
+    (404, "RepoNotFound", "the Hugging Face hub has no such model"),
+    (401, "GatedRepo", "it is a gated model"),
+    (404, "EntryNotFound", "hub model 'org/name' has no config.json"),
+    (503, None, None),  # a server error is left to the download, which retries it
+])
+def test_each_hub_answer_to_an_uncached_id(status, error_code, message, monkeypatch):
+    """The hub's answers, classified by huggingface_hub's own `hf_raise_for_status` as on a real response."""
+    import httpx2
+    import huggingface_hub
+    from huggingface_hub.utils import hf_raise_for_status
+
+    def head(url, timeout):
+        headers = {"X-Error-Code": error_code} if error_code else {}
+        hf_raise_for_status(httpx2.Response(status, headers=headers, request=httpx2.Request("HEAD", url)))
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", head)
+    if message is None:
+        assert resolve_checkpoint("org/name") == "org/name"
+        return
+    with pytest.raises(UserError, match=message) as e:
+        resolve_checkpoint("org/name")
+    assert "'org/name'" in str(e.value) and "\n" not in str(e.value)
 
 
 def test_settings_validation(tiny_checkpoint):

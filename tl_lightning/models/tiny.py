@@ -75,11 +75,16 @@ def build_tiny_checkpoint(out_dir: str | Path, hidden: int = 64, layers: int = 2
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tok = build_tokenizer(tokenizer_corpus(seed=seed), vocab_size)
-    torch.manual_seed(seed)
     cfg = LlamaConfig(vocab_size=len(tok), hidden_size=hidden, intermediate_size=hidden * 2, num_hidden_layers=layers,
                       num_attention_heads=heads, num_key_value_heads=heads, max_position_embeddings=max_positions,
                       bos_token_id=1, eos_token_id=2, pad_token_id=0, tie_word_embeddings=False)
-    LlamaForCausalLM(cfg).save_pretrained(out)
+    # transformers initialises weights from the global RNG. Seed it inside a fork that is restored after, so a run
+    # that builds the checkpoint on first use (after seed_everything) then draws the same LoRA init and data order
+    # as every later run that reuses it; the weights are those of `torch.manual_seed(seed)` either way.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(cfg)
+    model.save_pretrained(out)
     tok.save_pretrained(out)
     return out
 
@@ -104,6 +109,9 @@ class TinyLlama(CheckpointBuilder):
 
     def build(self, path: Path) -> None:
         build_tiny_checkpoint(path, self.hidden, self.layers, self.heads, self.vocab, self.seed)
+
+    def describe(self) -> str:
+        return f"a new random TinyLlama (hidden {self.hidden}, {self.layers} layers, seed {self.seed})"
 
 
 def main(argv: list[str] | None = None) -> None:
