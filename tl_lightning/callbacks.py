@@ -1,44 +1,98 @@
-"""Callbacks: HF-format export of the trained adapter (+ tokenizer + resolved config) at each checkpoint and at
-the end, so outputs load back with `PeftModel.from_pretrained` / `AutoTokenizer.from_pretrained`; what a resumed
-run did; plain-line progress for logs and CI."""
+"""Callbacks: HF-format export of the trained adapters (+ tokenizer + resolved config) at each checkpoint and at
+the end, checked against the trained tensors before anything is written, so outputs load back with
+`PeftModel.from_pretrained` / `AutoTokenizer.from_pretrained`; what a resumed run did; plain-line progress for logs
+and CI."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import shutil
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import ProgressBar
 
+from tl_lightning.errors import UserError
 from tl_lightning.strategies import full_state_dict
 
 log = logging.getLogger(__name__)
 
 
-def check_lora_saved(model, out: Path, adapter: str = "default") -> None:
-    """Refuse an export that lost LoRA tensors: `out`'s adapter file must hold one tensor per LoRA parameter of
-    `adapter`. Under FSDP on one H200 the gathered state held only the fully trained modules (embeddings, head) and
-    no LoRA weights; a silently empty adapter is worse than a stopped run."""
-    from safetensors import safe_open
+# Prefixes FSDP and its activation checkpointing add to parameter names; the saved state dict has none.
+_WRAPPER_PREFIXES = ("_fsdp_wrapped_module.", "_checkpoint_wrapped_module.")
+_FSDP_HINT = "Known with the FSDP overlay (README: Several GPUs); train with DDP or on one device"
 
-    from tl_lightning.errors import UserError
 
-    expected = sum(1 for n, _ in model.named_parameters() if "lora_" in n and f".{adapter}." in n)
-    path = out / "adapter_model.safetensors"
-    if not expected or not path.is_file():
-        return
-    with safe_open(str(path), "pt") as f:
-        saved = sum(1 for k in f.keys() if "lora_" in k)
-    if saved < expected:
-        raise UserError(f"{out}: the exported adapter holds {saved} of {expected} LoRA tensors. Known with the FSDP "
-                        "overlay (README: Several GPUs); train with DDP or on one device")
+def trained_adapters(model) -> list[str]:
+    """The peft adapters training updates, in peft's order. PPO's frozen `reference` (loaded with
+    `is_trainable=False`, so in inference mode) is not one: it is not exported, PPO reloads it from the SFT adapter."""
+    return [name for name, cfg in getattr(model, "peft_config", {}).items() if not cfg.inference_mode]
+
+
+def adapter_lora(model, state: Mapping[str, torch.Tensor], adapter: str) -> dict[str, torch.Tensor]:
+    """The LoRA tensors `save_pretrained(state_dict=state)` writes for `adapter`, under their file keys: peft's own
+    selection and renaming, so the check and the file cannot disagree on which tensors belong to the adapter."""
+    from peft import get_peft_model_state_dict
+
+    chosen = get_peft_model_state_dict(model, state_dict=dict(state), adapter_name=adapter, save_embedding_layers=False)
+    return {k: v for k, v in chosen.items() if "lora_" in k}
+
+
+def lora_mismatch(saved: Mapping[str, torch.Tensor], trained: Mapping[str, torch.Tensor]) -> str | None:
+    """How `saved` fails to hold the `trained` tensors (both by file key), or None: every key there, same shape,
+    same values. Values are compared exactly at the saved precision (a bf16 copy is a rounding, not a loss)."""
+    missing = [k for k in trained if k not in saved]
+    if missing:
+        return f"{len(missing)} of {len(trained)} LoRA tensors missing (first: {missing[0]})"
+    for k, t in trained.items():
+        if saved[k].shape != t.shape:
+            return f"{k} has shape {tuple(saved[k].shape)}, the trained tensor {tuple(t.shape)}"
+    differ = [k for k, t in trained.items()
+              if not torch.equal(saved[k].detach().cpu(), t.detach().cpu().to(saved[k].dtype))]
+    if differ:
+        return f"{len(differ)} of {len(trained)} LoRA tensors differ from the trained ones (first: {differ[0]})"
+    return None
+
+
+def export_refusal(model, state: Mapping[str, torch.Tensor]) -> str | None:
+    """Why the adapters built from `state` (the state to be saved) must not be written, or None: the first trained
+    adapter whose LoRA tensors are not the model's live parameters. Under FSDP call it with the full parameters
+    summoned (`_whole_parameters`), where the live parameters are the trained tensors, not shards."""
+    live = {_unwrapped_name(n): p for n, p in model.named_parameters()}
+    for adapter in trained_adapters(model):
+        problem = lora_mismatch(adapter_lora(model, state, adapter), adapter_lora(model, live, adapter))
+        if problem:
+            return f"adapter {adapter!r}: {problem}"
+    return None
+
+
+def _unwrapped_name(name: str) -> str:
+    for prefix in _WRAPPER_PREFIXES:
+        name = name.replace(prefix, "")
+    return name
+
+
+def _whole_parameters(root: torch.nn.Module):
+    """FSDP: a context with every parameter unsharded, on rank 0 only, in CPU memory (a collective every rank
+    joins); otherwise nothing to do. `root` is the outermost module, so the parameters its own unit holds count."""
+    from torch.distributed.fsdp import FullyShardedDataParallel
+
+    if not any(isinstance(m, FullyShardedDataParallel) for m in root.modules()):
+        return contextlib.nullcontext()
+    return FullyShardedDataParallel.summon_full_params(root, writeback=False, rank0_only=True, offload_to_cpu=True)
 
 
 class HFExport(L.Callback):
-    """Save `model` (a peft model: adapter only) + tokenizer + the run's config.yaml under `<log_dir>/hf/`.
+    """Save `model` (a peft model: its trained adapters) + tokenizer + the run's config.yaml under `<log_dir>/hf/`.
+
+    Before anything is written, the adapters about to be saved are checked against the trained parameters (every
+    LoRA tensor there, same shape, same values); on a mismatch every rank stops with one `UserError` and nothing is
+    on disk. The export is written to `<name>.partial` and renamed, so a crash mid-write leaves no half export.
 
     Args:
         dirname: sub-directory of the run's log dir.
@@ -52,29 +106,54 @@ class HFExport(L.Callback):
         self.start_step: int | None = None  # the step training (re)started from; None until it starts
 
     def _export(self, trainer: L.Trainer, pl_module: L.LightningModule, name: str) -> Path | None:
-        if getattr(pl_module, "model", None) is None:
-            return None
-        state = full_state_dict(pl_module.model)  # FSDP: a collective every rank joins; None otherwise
-        if not trainer.is_global_zero:
+        model = getattr(pl_module, "model", None)
+        if model is None:
             return None
         out = Path(trainer.log_dir or trainer.default_root_dir) / self.dirname / name
-        out.mkdir(parents=True, exist_ok=True)
-        # every adapter (PPO's "critic" goes to a sub-folder)
-        pl_module.model.save_pretrained(out, **({"state_dict": state} if state is not None else {}))
-        check_lora_saved(pl_module.model, out)
-        value_head = getattr(pl_module, "value_head", None)
+        state = full_state_dict(model)  # FSDP: a collective every rank joins, the state on rank 0; None otherwise
+        root = getattr(trainer.strategy, "model", None)
+        refusal = value_head = None
+        with _whole_parameters(root if root is not None else pl_module):
+            if trainer.is_global_zero:
+                state = model.state_dict() if state is None else state
+                refusal = export_refusal(model, state)
+                value_head = _value_head_state(pl_module)
+        # One verdict for every rank: rank 0 alone holds the gathered state, and a rank that went on alone would
+        # wait forever on a collective rank 0 never joins.
+        refusal = trainer.strategy.broadcast(refusal, src=0)
+        if refusal:
+            raise UserError(f"{out}: refusing to export {refusal}. {_FSDP_HINT}")
+        if not trainer.is_global_zero:
+            return None
+        stage = out.with_name(f"{out.name}.partial")
+        shutil.rmtree(stage, ignore_errors=True)  # left by a crash
+        stage.mkdir(parents=True)
+        try:
+            self._write(stage, trainer, pl_module, state, value_head)
+        except BaseException:
+            shutil.rmtree(stage, ignore_errors=True)
+            raise
+        if out.exists():  # exported before at this step (two checkpoint saves at one step)
+            shutil.rmtree(out)
+        stage.rename(out)
+        return out
+
+    @staticmethod
+    def _write(out: Path, trainer: L.Trainer, pl_module: L.LightningModule, state: dict,
+               value_head: dict | None) -> None:
+        model = pl_module.model
+        adapters = trained_adapters(model)  # PPO's "critic" goes to a sub-folder; the frozen reference stays out
+        model.save_pretrained(out, state_dict=state, **({"selected_adapters": adapters} if adapters else {}))
         if value_head is not None:  # PPO: the value head travels with the adapters
             from safetensors.torch import save_file
 
-            save_file({k: v.detach().cpu().contiguous() for k, v in value_head.state_dict().items()},
-                      str(out / "value_head.safetensors"))
+            save_file(value_head, str(out / "value_head.safetensors"))
         tok = getattr(pl_module, "tokenizer", None)
         if tok is not None:
             tok.save_pretrained(out)
         cfg = Path(trainer.log_dir or "") / "config.yaml"
         if cfg.is_file():
             shutil.copy(cfg, out / "config.yaml")
-        return out
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
         if self.every_checkpoint:
@@ -112,6 +191,14 @@ class HFExport(L.Callback):
         print(f"\n{head}\n  adapter + tokenizer + config: {self.final_dir}\n"
               f"  logs ({written}): {logs}\n"
               f"  Lightning checkpoints: {logs / 'checkpoints'}\n")
+
+
+def _value_head_state(pl_module: L.LightningModule) -> dict[str, torch.Tensor] | None:
+    """PPO's value head as CPU copies (taken while FSDP's full parameters are summoned: outside, they are shards)."""
+    head = getattr(pl_module, "value_head", None)
+    if head is None:
+        return None
+    return {k: v.detach().cpu().clone().contiguous() for k, v in head.state_dict().items()}
 
 
 def _limit(trainer: L.Trainer) -> str:

@@ -108,7 +108,7 @@ TOOLS_CHATML = (
 CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
           "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
 # A template that renders neither tools nor system messages: the tool list has nowhere to go.
-NO_SYSTEM = ("{% for m in messages %}{% if m['role'] != 'system' %}{{ m['role'] }}: {{ m['content'] }}\n{% endif %}"
+NO_SYSTEM = ("{% for m in messages %}{% if m['role'] != 'system' %}{{ m['role'] }}: {{ m['content'] }}</s>\n{% endif %}"
              "{% endfor %}{% if add_generation_prompt %}assistant: {% endif %}")
 
 
@@ -116,6 +116,8 @@ def with_template(tokenizer, template: str):
     import copy
 
     tok = copy.deepcopy(tokenizer)
+    if "<|im_end|>" in template:  # ChatML tokenizers have its markers as special tokens (a turn must end in one)
+        tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
     tok.chat_template = template
     return tok
 
