@@ -74,7 +74,7 @@ def tool_before_call(fmt, item):
     if turns is None:
         return None
     key = "from" if fmt in ("conversations", "tooleyes", "rotbench") else "role"
-    turns.insert(2 if fmt == "toolbench" else 1, {key: "function" if key == "from" else "tool", "value": "42",
+    turns.insert(2 if fmt == "toolbench" else 1, {key: "tool" if fmt == "openai" else "function", "value": "42",
                                                  "content": "42"})
     return item
 
@@ -251,10 +251,12 @@ def test_missing_path_and_empty_folder(tmp_path):
         load("toolbench", str(tmp_path / "empty"), {})
 
 
-def test_pretty_printed_single_object_is_one_item(tmp_path):
+def test_pretty_printed_single_object_is_a_data_error(tmp_path):
+    """Neither a list of items nor JSON Lines (it used to be read as one item; test_loader_strictness.py)."""
     path = tmp_path / "one.json"
     path.write_text(json.dumps(seed("openai"), indent=2))
-    assert len(load("openai", str(path), {})[0]) == 1
+    with pytest.raises(DataError, match="one JSON object spanning"):
+        load("openai", str(path), {})
 
 
 def test_empty_react_action_input_is_a_typed_parse_failure():

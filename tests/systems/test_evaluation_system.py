@@ -48,8 +48,8 @@ def test_gold_model_scores_100_on_real_benchmarks(tiny_checkpoint, tmp_path):
     lenient = [BenchmarkSource(**{**s.__dict__, "scoring": "lenient"}) for s in ROTBENCH]
     summary, dm = _run(tiny_checkpoint, lenient + TOOLALPACA + TOOLEYES + BFCL, _gold, tmp_path)
     assert {g: m["n"] for g, m in summary.items() if g.startswith(("toolalpaca", "tooleyes"))} == \
-        {"toolalpaca/eval_real": 114, "toolalpaca/eval_simulated": 93, "tooleyes": 382}
-    assert summary["rotbench/First_Turn/clean"]["n"] == 105 and summary["rotbench/Third_Turn/heavy"]["n"] == 140
+        {"toolalpaca/eval_real": 110, "toolalpaca/eval_simulated": 93, "tooleyes": 377}
+    assert summary["rotbench/First_Turn/clean"]["n"] == 102 and summary["rotbench/Third_Turn/heavy"]["n"] == 134
     for group, m in summary.items():
         keys = ("format_valid", "tool_valid", "params_valid") if group == "tooleyes" else ("ts", "pi", "cf",
                                                                                            "exact_match")
@@ -59,22 +59,22 @@ def test_gold_model_scores_100_on_real_benchmarks(tiny_checkpoint, tmp_path):
     assert (tmp_path / "error_categories.png").stat().st_size > 1000
     lines = (tmp_path / "predictions" / "toolalpaca__eval_real.jsonl").read_text().splitlines()
     records = [json.loads(x) for x in lines]
-    assert len(records) == 114 and {"id", "prompt_sha1", "output", "parsed", "category", "gold"} <= set(records[0])
+    assert len(records) == 110 and {"id", "prompt_sha1", "output", "parsed", "category", "gold"} <= set(records[0])
     assert summary["bfcl/simple"]["scoring"] == "official (BFCL ast_checker)"
     assert summary["bfcl/exec_simple"]["scoring"] == summary["toolalpaca/eval_real"]["scoring"] == "lenient"
-    assert "| rotbench/First_Turn/clean | lenient | 105 |" in md
+    assert "| rotbench/First_Turn/clean | lenient | 102 |" in md
 
 
 def test_official_rotbench_scoring_is_the_default(tiny_checkpoint, tmp_path):
     """The gold answer in the paper's call format, scored by the official rules: RoTBench's evaluate.py cannot
-    score the 8 items whose gold arguments are {} (tests/metrics/test_rotbench_official.py checks every rule)."""
+    score the 7 loaded items whose gold arguments are {} (tests/metrics/test_rotbench_official.py checks every rule)."""
     summary, _ = _run(tiny_checkpoint, ROTBENCH[:1], _gold, tmp_path)
     m = summary["rotbench/First_Turn/clean"]
     assert m["scoring"] == "official (RoTBench evaluate.py)"
-    assert m["ts"] == m["pi"] == m["cf"] == pytest.approx(97 / 105)
-    assert m["rate/format_error"] == pytest.approx(8 / 105)
+    assert m["ts"] == m["pi"] == m["cf"] == pytest.approx(95 / 102)
+    assert m["rate/format_error"] == pytest.approx(7 / 102)
     md = (tmp_path / "summary.md").read_text()
-    assert "| rotbench/First_Turn/clean | official (RoTBench evaluate.py) | 105 | 92.38 | 92.38 | 92.38 |" in md
+    assert "| rotbench/First_Turn/clean | official (RoTBench evaluate.py) | 102 | 93.14 | 93.14 | 93.14 |" in md
     assert "scoring: official (RoTBench evaluate.py))" in md
     with pytest.raises(UserError, match="scoring 'official'"):
         BenchmarkDataModule(tokenizer=tiny_checkpoint, benchmarks=[{**TOOLALPACA[0].__dict__, "scoring": "official"}])
@@ -96,8 +96,8 @@ def test_perturbing_model_drops_exactly_the_expected_metric(tiny_checkpoint, tmp
     m = summary["rotbench/First_Turn/clean"]
     changeable = sum(1 for i in dm.items if _change_value(i["conversation"]) != _gold(i["conversation"]))
     assert m["ts"] == m["pi"] == 1.0
-    assert m["cf"] == pytest.approx(1 - changeable / 105)
-    assert m["rate/content_filling"] == pytest.approx(changeable / 105)
+    assert m["cf"] == pytest.approx(1 - changeable / 102)
+    assert m["rate/content_filling"] == pytest.approx(changeable / 102)
     renamed, _ = _run(tiny_checkpoint, TOOLALPACA[:1], lambda c: _gold(c).replace("(", "_v9(", 1), tmp_path / "r")
     r = renamed["toolalpaca/eval_real"]
     assert r["ts"] == r["pi"] == r["cf"] == 0.0 and r["rate/tool_hallucination"] == 1.0

@@ -51,7 +51,7 @@ class DataSource:
         else:
             if not self.path:
                 raise DataError(f"data source format {self.format!r} needs a path")
-            ds = as_hf_dataset(self.format, self.path, on_error=self.on_error, cache_dir=cache_dir)
+            report = LoadReport(self.format, self.path)  # the loader's counts: data_stats.json shows the skips
+            ds = as_hf_dataset(self.format, self.path, on_error=self.on_error, cache_dir=cache_dir, report=report)
             convs = [Conversation.from_json(s) for s in ds["conversation"]]
-            report = LoadReport(self.format, self.path, loaded=len(convs))
         return convs[: self.limit] if self.limit else convs, report

@@ -1,11 +1,13 @@
 """File → canonical `Conversation` loaders, one per source format, and the `load_source` dispatcher.
 
 `load_source(format, path, ...)` is what datamodules and the CLI use; `as_hf_dataset` wraps it in an HF
-`datasets.Dataset` cached on disk (keyed by the file's path, size and mtime and the loader arguments).
+`datasets.Dataset` cached on disk (keyed by the file's path, size and mtime and the loader arguments), with the
+load's report (skip counts) stored beside the cache, so that a cached load reports the same counts.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +23,7 @@ from tl_lightning.data.loaders.conversations import (
     load_toolbench_answer,
 )
 from tl_lightning.errors import DataError
-from tl_lightning.format.schema import Conversation
+from tl_lightning.format.schema import Conversation, stable_id
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +61,11 @@ def load_source(format: SourceFormat, path: str | Path, on_error: OnError = "ski
 
 
 def as_hf_dataset(format: SourceFormat, path: str | Path, on_error: OnError = "skip", max_chars: int | None = None,
-                  cache_dir: str | None = None, **options: Any):
+                  cache_dir: str | None = None, report: LoadReport | None = None, **options: Any):
     """Load into an HF `datasets.Dataset` with one column `conversation` (the canonical JSON), cached on disk.
 
-    The cache key includes the file's size and mtime, so editing the file invalidates it.
+    The cache key includes the file's size and mtime, so editing the file invalidates it. The load's counts go
+    into `report` (if given) and are logged, a warning when items were skipped, whether or not the cache was hit.
     """
     import datasets
 
@@ -72,20 +75,39 @@ def as_hf_dataset(format: SourceFormat, path: str | Path, on_error: OnError = "s
     stamp = [(str(f), f.stat().st_size,
               f.stat().st_mtime_ns) for f in ([p] if p.is_file() else sorted(p.rglob("*.json*")))] \
         if p.exists() else [str(path)]
+    gen_kwargs = {"format": format, "path": str(path), "on_error": on_error, "max_chars": max_chars,
+                  "options": options, "stamp": stamp}
+    report_file = Path(cache_dir or datasets.config.HF_DATASETS_CACHE) / "tl_load_reports" / \
+        f"{stable_id(gen_kwargs)}.json"
     try:
-        return datasets.Dataset.from_generator(
-            _generate, cache_dir=cache_dir,
-            gen_kwargs={"format": format, "path": str(path), "on_error": on_error, "max_chars": max_chars,
-                        "options": options, "stamp": stamp})
+        ds = datasets.Dataset.from_generator(_generate, cache_dir=cache_dir,
+                                             gen_kwargs={**gen_kwargs, "report_file": str(report_file)})
     except datasets.exceptions.DatasetGenerationError as e:  # a DataError inside the generator: surface it as is
         cause = e.__cause__
         if isinstance(cause, DataError):
             raise cause from None
         raise
+    loaded = _stored_report(report_file, str(format), str(path), len(ds))
+    loaded.log()
+    if report is not None:
+        report.merge(loaded)
+    return ds
 
 
-def _generate(format: str, path: str, on_error: OnError, max_chars: int | None, options: dict, stamp: Any):
+def _generate(format: str, path: str, on_error: OnError, max_chars: int | None, options: dict, stamp: Any,
+              report_file: str):
     report = LoadReport(format, path)
     for conv in load_source(format, path, on_error=on_error, max_chars=max_chars, report=report, **options):
         yield {"conversation": conv.to_json()}
-    report.log()
+    Path(report_file).parent.mkdir(parents=True, exist_ok=True)
+    Path(report_file).write_text(json.dumps(report.to_dict()))
+
+
+def _stored_report(report_file: Path, format: str, path: str, n: int) -> LoadReport:
+    """The report written when the cache was built; a cache older than these reports has only its row count."""
+    try:
+        return LoadReport.from_dict(format, path, json.loads(report_file.read_text()))
+    except (OSError, ValueError, KeyError, TypeError):
+        report = LoadReport(format, path, loaded=n)
+        report.note("skip counts unknown (dataset cache built without a load report)")
+        return report

@@ -24,7 +24,16 @@ OnError = Literal["raise", "skip"]
 
 
 class ItemError(ValueError):
-    """A single item cannot be converted; the message is the (short, countable) reason."""
+    """A single item cannot be converted; the message is the (short, countable) reason, `detail` what in the item
+    (e.g. the tool name), shown in the report's examples and in the on_error "raise" message, not in the count."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(reason)
+        self.detail = detail
+
+
+class DuplicateKeyError(ValueError):
+    """A JSON object names a key twice (`json.loads` would silently keep the last value)."""
 
 
 @dataclass
@@ -68,6 +77,14 @@ class LoadReport:
     def log(self) -> None:
         (log.warning if self.skipped else log.info)(self.summary())
 
+    def to_dict(self) -> dict:
+        return {"loaded": self.loaded, "skipped": dict(self.skipped), "notes": dict(self.notes),
+                "examples": self.examples}
+
+    @classmethod
+    def from_dict(cls, source: str, path: str, d: dict) -> "LoadReport":
+        return cls(source, path, d["loaded"], Counter(d["skipped"]), Counter(d["notes"]), list(d["examples"]))
+
 
 def read_text(path: str | Path) -> str:
     """Read a UTF-8 file, with one clear error for a missing file or undecodable bytes."""
@@ -84,18 +101,27 @@ def read_text(path: str | Path) -> str:
         raise DataError(f"{p}: not UTF-8 (byte {e.start}: {bad!r}); re-encode the file as UTF-8") from None
 
 
-def loads(text: str) -> Any:
+def loads(text: str, unique_keys: bool = False) -> Any:
     """`json.loads` whose every failure is a `ValueError` with a short reason: syntax errors keep their position;
     nesting beyond Python's recursion limit (`RecursionError`) and over-long integers become "nested too deeply" /
-    the int-size message."""
+    the int-size message. With `unique_keys`, an object naming a key twice raises `DuplicateKeyError`."""
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=_unique_keys if unique_keys else None)
+    except DuplicateKeyError:
+        raise
     except json.JSONDecodeError as e:
         raise ValueError(f"invalid JSON at line {e.lineno} col {e.colno}: {e.msg}") from None
     except RecursionError:
         raise ValueError("invalid JSON: nested too deeply") from None
     except ValueError as e:  # e.g. an integer literal longer than Python's int-size limit
         raise ValueError(f"invalid JSON: {str(e)[:80]}") from None
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict:
+    keys = [k for k, _ in pairs]
+    if len(set(keys)) != len(keys):
+        raise DuplicateKeyError(next(k for k in keys if keys.count(k) > 1))
+    return dict(pairs)
 
 
 def read_json(path: str | Path) -> Any:
@@ -115,18 +141,21 @@ def read_json_list(path: str | Path) -> list[tuple[str, Any]]:
 
 
 def read_json_or_jsonl(path: str | Path, report: LoadReport, on_error: OnError) -> list[tuple[str, Any]]:
-    """Items of a JSON list (`item N`), a single JSON object (`item 0`) or a JSONL file (`line N`); bad JSONL lines
-    follow the policy, a bad JSON document is a `DataError`."""
+    """Items of a JSON list (`item N`) or a JSONL file (`line N`, one object a line); bad JSONL lines follow the
+    policy, a bad JSON document is a `DataError`, and so is one object spread over several lines: that is neither
+    layout (often a wrapper such as `{"data": [...]}`), and reading it as one item would hide the mistake."""
     text = read_text(path)
     stripped = text.strip()
     if stripped.startswith("[") and Path(path).suffix != ".jsonl":
         return read_json_list(path)
-    if stripped.startswith("{"):  # one JSON object (any layout), else JSON Lines
+    if stripped.startswith("{") and "\n" in stripped:
         try:
-            return [("item 0", loads(text))]
-        except ValueError as e:
-            if "\n" not in stripped:
-                raise DataError(f"{path}: {e}") from None
+            document = loads(stripped)
+        except ValueError:
+            document = None  # not one JSON document: read it as JSON Lines below
+        if isinstance(document, dict):
+            raise DataError(f"{path}: one JSON object spanning {stripped.count(chr(10)) + 1} lines; expected a JSON "
+                            f"list of items or JSON Lines (one item per line); keys: {', '.join(list(document)[:5])}")
     items = []
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -141,8 +170,9 @@ def read_json_or_jsonl(path: str | Path, report: LoadReport, on_error: OnError) 
 
 
 def convert_items(items: Iterable[tuple[str, Any]], convert: Callable[[str, Any], Iterable[Conversation]],
-                  report: LoadReport, on_error: OnError) -> Iterator[Conversation]:
-    """Apply `convert(where, item)` to each item under the `on_error` policy, counting loads and skips.
+                  report: LoadReport, on_error: OnError, file: str | Path | None = None) -> Iterator[Conversation]:
+    """Apply `convert(where, item)` to each item under the `on_error` policy, counting loads and skips; a
+    `DataError` names `file` (default: the report's path) and the item.
 
     Every conversation must also serialise to UTF-8 JSON (what the datasets cache and tokenizers need): a lone
     surrogate (`"\\ud800"` in the file) or nesting too deep to serialise is an item error, not a later crash.
@@ -154,10 +184,11 @@ def convert_items(items: Iterable[tuple[str, Any]], convert: Callable[[str, Any]
             reason = str(e) if isinstance(e, ItemError) else f"malformed item ({type(e).__name__}: {str(e)[:120]})"
             if isinstance(e, RecursionError):
                 reason = "malformed item (nested too deeply)"
+            detail = getattr(e, "detail", "")
             if on_error == "raise":
-                raise DataError(f"{report.path}: {where}: {reason} "
+                raise DataError(f"{file or report.path}: {where}: {reason}{f' ({detail})' if detail else ''} "
                                 "(use on_error: skip to count and skip such items)") from None
-            report.skip(where, reason)
+            report.skip(f"{where} ({detail})" if detail else where, reason)
             continue
         report.loaded += len(convs)
         yield from convs
@@ -180,8 +211,9 @@ def require_items(report: LoadReport, loaded_before: int, what: str) -> None:
                         "check the file's format and the data format in your config")
 
 
-def parse_tools(specs: Any, report: LoadReport | None = None) -> tuple[ToolSpec, ...]:
-    """Parse a list of OpenAI-style specs; duplicate names keep the first spec (counted in the report)."""
+def parse_tools(specs: Any) -> tuple[ToolSpec, ...]:
+    """Parse a list of OpenAI-style specs. A name declared twice is an item error: which spec the model should see
+    (and the gold be checked against) is ambiguous, and keeping one would change the benchmark's prompt."""
     if not isinstance(specs, list):
         raise ItemError(f"tool list is a {type(specs).__name__}, expected a list")
     tools: dict[str, ToolSpec] = {}
@@ -193,9 +225,7 @@ def parse_tools(specs: Any, report: LoadReport | None = None) -> tuple[ToolSpec,
         except ValueError as e:
             raise ItemError(str(e)) from None
         if tool.name in tools:
-            if report is not None:
-                report.note("duplicate tool name (first kept)")
-            continue
+            raise ItemError("duplicate tool name", detail=repr(tool.name[:60]))
         tools[tool.name] = tool
     return tuple(tools.values())
 
@@ -224,6 +254,27 @@ def check_gold_offered(gold: Iterable[Iterable[ToolCall]], tools: Iterable[ToolS
     missing = sorted({c.name for answer in gold for c in answer} - offered)
     if missing:
         raise ItemError(f"gold calls a tool that is not offered ({missing[0][:60]!r})")
+
+
+def check_gold_arguments(gold: Iterable[Iterable[ToolCall]], tools: Iterable[ToolSpec]) -> None:
+    """A gold call passing arguments to a tool that declares no parameters is an item error: the tool's schema is
+    missing (e.g. `parameters` misspelled or not in the file), so no model could learn or be scored on it."""
+    bare = {t.name for t in tools if not t.params}
+    for answer in gold:
+        for call in answer:
+            if call.name in bare and call.arguments:
+                raise ItemError("gold passes arguments to a tool that declares no parameters",
+                                detail=f"{call.name[:60]!r} gets {', '.join(list(call.arguments)[:3])}")
+
+
+def text_content(content: Any) -> str:
+    """A message's content as text: None is empty; anything else that is not a string (an object, a list) is an item
+    error, not a Python repr or a JSON dump that would be trained and scored as if the file had written it."""
+    if content is None:
+        return ""
+    if not isinstance(content, str):
+        raise ItemError("message content is not text", detail=f"a JSON {type(content).__name__}")
+    return content
 
 
 def check_length(conv: Conversation, max_chars: int | None) -> Conversation:

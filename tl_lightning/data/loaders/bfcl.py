@@ -12,13 +12,15 @@ from tl_lightning.data.loaders.base import (
     ItemError,
     LoadReport,
     OnError,
+    check_gold_arguments,
     check_gold_offered,
     check_length,
     convert_items,
     parse_tools,
     read_json_or_jsonl,
+    text_content,
 )
-from tl_lightning.data.loaders.conversations import _role_content
+from tl_lightning.data.loaders.conversations import BFCL_STYLE, _role_content
 from tl_lightning.errors import DataError
 from tl_lightning.format.call_format import parse_calls
 from tl_lightning.format.schema import Conversation, Message, ToolCall
@@ -115,17 +117,23 @@ def load_bfcl(category: str, data_dir: str | Path | None = None, on_error: OnErr
     qfile, afile = bfcl_files(category, data_dir)
     report = report or LoadReport(f"bfcl/{category}", str(qfile))
     answers = _possible_answers(afile, report, on_error) if afile is not None else {}
+    seen: set = set()
 
     def convert(where: str, item: Any):
         turns = item["question"]
-        flat = turns[0] if turns and isinstance(turns[0], list) else turns
-        if not flat:
+        if turns and isinstance(turns[0], list):  # [[messages of turn 1], [turn 2], ...]
+            if len(turns) > 1:  # single-turn loader: later turns would be dropped
+                raise ItemError("question with more than one turn", detail=f"{len(turns)} turns")
+            turns = turns[0]
+        if not turns:
             raise ItemError("empty question")
+        if item["id"] in seen:  # records and scores are keyed by id
+            raise ItemError("duplicate id", detail=repr(str(item["id"])[:60]))
         messages = []
-        for m in flat:
-            role, content = _role_content(m)
-            messages.append(Message(role, str(content or "")))
-        tools = parse_tools(item["function"], report)
+        for m in turns:
+            role, content = _role_content(m, BFCL_STYLE)
+            messages.append(Message(role, text_content(content)))
+        tools = parse_tools(item["function"])
         gt = answers.get(item["id"])
         # the raw schemas: BFCL's checker reads types our ToolSpec folds together (float vs integer, tuple, items)
         meta: dict[str, Any] = {"category": category, "bfcl_functions": item["function"]}
@@ -133,6 +141,8 @@ def load_bfcl(category: str, data_dir: str | Path | None = None, on_error: OnErr
             gold: tuple = ((),)
         elif gt is None:
             raise ItemError("no possible answer for this id")
+        elif gt is _AMBIGUOUS:
+            raise ItemError("two possible answers for this id")
         elif isinstance(gt, list) and gt and isinstance(gt[0], str):
             parsed = [parse_calls(s) for s in gt]
             if not all(p.ok for p in parsed):
@@ -142,9 +152,15 @@ def load_bfcl(category: str, data_dir: str | Path | None = None, on_error: OnErr
             gold = (_bfcl_canonical(gt),)
             meta["possible_answer"] = gt
         check_gold_offered(gold, tools)
+        check_gold_arguments(gold, tools)
+        seen.add(item["id"])
         yield check_length(Conversation(str(item["id"]), tools, tuple(messages), gold, "bfcl", meta), max_chars)
 
-    yield from convert_items(read_json_or_jsonl(qfile, report, on_error), convert, report, on_error)
+    yield from convert_items(read_json_or_jsonl(qfile, report, on_error), convert, report, on_error, qfile)
+
+
+_AMBIGUOUS = object()
+"""The answer of an id that has two possible-answer lines (its question is skipped: which one is gold?)."""
 
 
 def _possible_answers(path: Path, report: LoadReport, on_error: OnError) -> dict[str, Any]:
@@ -152,7 +168,7 @@ def _possible_answers(path: Path, report: LoadReport, on_error: OnError) -> dict
     answers = {}
     for where, a in read_json_or_jsonl(path, report, on_error):
         if isinstance(a, dict) and isinstance(a.get("id"), str) and "ground_truth" in a:
-            answers[a["id"]] = a["ground_truth"]
+            answers[a["id"]] = _AMBIGUOUS if a["id"] in answers else a["ground_truth"]
         elif on_error == "raise":
             raise DataError(f"{path}: {where}: not an object with 'id' and 'ground_truth'")
         else:
