@@ -15,16 +15,16 @@ from lightning.pytorch.cli import ArgsType
 
 
 def cli_main(args: ArgsType = None) -> None:
-    from tl_lightning.runtime import quiet_third_party_logs
+    from tl_lightning.cli.runtime import quiet_third_party_logs
 
     quiet_third_party_logs()
-    from tl_lightning.cli import TLCLI
+    from tl_lightning.cli.app import TLCLI
 
     TLCLI(args=args)
 
 
 def main() -> None:
-    from tl_lightning.runtime import run_with_user_errors
+    from tl_lightning.cli.runtime import run_with_user_errors
 
     sys.exit(run_with_user_errors(cli_main))
 

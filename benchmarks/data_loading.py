@@ -40,7 +40,7 @@ def bfcl_gold_as_prediction() -> list[dict]:
     from tl_lightning.data.benchmark_datamodule import BenchmarkSource, scoring_mode
     from tl_lightning.data.loaders.bfcl import BFCL_CATEGORIES
     from tl_lightning.format.call_format import join_rendered, render_calls
-    from tl_lightning.metrics.scoring import score_response
+    from tl_lightning.metrics.scoring import score_by_mode
 
     rows = []
     for category in BFCL_CATEGORIES:
@@ -48,7 +48,7 @@ def bfcl_gold_as_prediction() -> list[dict]:
         convs = list(load_source("bfcl", category, report=report))
         mode = scoring_mode(BenchmarkSource(category, "bfcl", category))
         texts = [join_rendered(render_calls(c.gold[0])) if c.gold[0] else "I cannot help with that." for c in convs]
-        scored = {m: [score_response(t, c, m)[1].category for t, c in zip(texts, convs)] for m in (mode, "lenient")}
+        scored = {m: [score_by_mode(t, c, m)[1].category for t, c in zip(texts, convs)] for m in (mode, "lenient")}
         rows.append({"category": category, "loaded": report.loaded, "skipped": dict(report.skipped), "mode": mode,
                      "gold_correct": {m: sum(x == "correct" for x in cats) for m, cats in scored.items()},
                      "gold_not_correct": [c.id for c, x in zip(convs, scored[mode]) if x != "correct"]})

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from tl_lightning.checkpoints import load_tokenizer
+from tl_lightning.core.checkpoints import load_tokenizer
 from tl_lightning.data.steps import all_step_prompts
 from tl_lightning.data.tokenization import prompt_token_ids
 from tl_lightning.data.toolworld import ToolWorld

@@ -166,8 +166,11 @@ def child_sft(spec: dict) -> dict:
     opt = torch.optim.AdamW([p for p in system.parameters() if p.requires_grad], lr=1e-4)
 
     def step():
-        out = system._losses(batch)
-        (out["weighted_sum"] / out["weight_total"]).backward()
+        if spec.get("legacy"):
+            full_logits_loss(system, batch).backward()
+        else:
+            out = system._losses(batch)
+            (out["weighted_sum"] / out["weight_total"]).backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
 
@@ -176,6 +179,15 @@ def child_sft(spec: dict) -> dict:
         seconds = timed(step)
         result.update(step_s=round(seconds, 3), tokens_per_s=round(run.batch * run.seq / seconds, 1))
     return result
+
+
+def full_logits_loss(system, batch: dict):
+    """The SFT loss as it was before the hidden-state path, for the before/after figure: full-vocabulary logits of
+    every position of the batch."""
+    from tl_lightning.objectives.weighted_ce import weighted_cross_entropy
+
+    logits = system.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
+    return weighted_cross_entropy(logits, batch["labels"], batch["weights"])
 
 
 def _settings(spec: dict, run: Run):
@@ -189,6 +201,8 @@ def _settings(spec: dict, run: Run):
 
 # ---------------------------------------------------------------------------------------------- child: PPO
 def child_ppo(spec: dict) -> dict:
+    from types import SimpleNamespace
+
     import torch
 
     from tl_lightning.data.batches import PromptBatch
@@ -212,6 +226,8 @@ def child_ppo(spec: dict) -> dict:
     system.optimizers = lambda: opt
     system.lr_schedulers = lambda: torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
     system.manual_backward = lambda loss: loss.backward()
+    # what the update reads of its Trainer (data-parallel size and sums), for one process without a Trainer
+    system._trainer = SimpleNamespace(world_size=1, global_rank=0, strategy=SimpleNamespace(reduce=lambda x, **_: x))
     n = spec["rollout_batch"] // group
     prompts = all_step_prompts(ToolWorld().split("memory", n * 2))[:n]
     g = torch.Generator().manual_seed(0)
@@ -256,9 +272,14 @@ class NeverStops:
 def LegacyPPOSystem():  # noqa: N802 - a class factory (imports stay in the child)
     """The PPO forward as it was before the memory change: every layer's hidden states and full-vocabulary logits
     of the whole sequence, for the before/after figure."""
+    import torch.nn.functional as F
+
     from tl_lightning.systems.policy import PolicyRunner
     from tl_lightning.systems.ppo import PPOSystem
-    from tl_lightning.systems.ppo_rollout import Pass, entropy_from_logits, position_ids, response_logprobs
+    from tl_lightning.systems.ppo_rollout import Pass, position_ids
+
+    def response_logp(logits, prompt_length: int):  # (b, R, v) log-softmax of the positions predicting the response
+        return F.log_softmax(logits[:, prompt_length - 1: -1].float(), -1)
 
     class LegacyRunner(PolicyRunner):
         def forward(self, rollout, adapter, head=False, with_entropy=False):
@@ -271,14 +292,18 @@ def LegacyPPOSystem():  # noqa: N802 - a class factory (imports stay in the chil
             else:
                 self.model.set_adapter(adapter)
                 out = self.model(**kwargs)
-            logp = response_logprobs(out.logits, rollout.sequences, rollout.prompt_length) if head else None
-            ent = entropy_from_logits(out.logits.detach(), rollout.prompt_length) if with_entropy else None
+            p, logp, ent = rollout.prompt_length, None, None
+            if head:
+                logp = response_logp(out.logits, p).gather(2, rollout.sequences[:, p:, None]).squeeze(-1)
+            if with_entropy:
+                full = response_logp(out.logits.detach(), p)
+                ent = -(full.exp() * full).sum(-1)
             return Pass(out.hidden_states[-1], logp, ent)
 
     class Legacy(PPOSystem):
         def configure_model(self):
             super().configure_model()
-            self.runner = LegacyRunner(self.model, self.tokenizer, self.generation, None)
+            self.runner = LegacyRunner(self.model, self.tokenizer, self.generation, self.ppo)
 
     return Legacy
 
@@ -312,14 +337,22 @@ def row(label: str, result: dict, modelled: dict, shape: str) -> dict:
     return {**out, **{k: result[k] for k in ("step_s", "tokens_per_s", "split_s") if k in result}}
 
 
-def sft_case(ckpt: str, shape: str, run: Run, chunk: int | None, trained_share: float, timed: bool = False) -> dict:
-    spec = {"checkpoint": ckpt, "run": asdict(run), "chunk": chunk, "trained_share": trained_share, "timed": timed}
+def sft_case(ckpt: str, shape: str, run: Run, chunk: int | None, trained_share: float, timed: bool = False,
+             legacy: bool = False) -> dict:
+    """`legacy`: the loss from full-vocabulary logits of every position, as before the hidden-state path."""
+    spec = {"checkpoint": ckpt, "run": asdict(run), "chunk": chunk, "trained_share": trained_share, "timed": timed,
+            "legacy": legacy}
     result = run_child("sft", spec)
-    modelled = sft_step(SHAPES[shape], replace(run, head_positions=chunk),
-                        trained_positions=int(run.batch * run.seq * trained_share))
-    label = (f"SFT {shape} b{run.batch}×{run.seq} {'chunk ' + str(chunk) if chunk else 'full logits'}"
+    trained = None if legacy else int(run.batch * run.seq * trained_share)
+    modelled = sft_step(SHAPES[shape], replace(run, head_positions=None if legacy else chunk), trained)
+    label = (f"SFT {shape} b{run.batch}×{run.seq} {sft_head_label(chunk, legacy)}"
              f"{', grad ckpt' if run.grad_ckpt else ''}")
     return row(label, result, modelled, shape)
+
+
+def sft_head_label(chunk: int | None, legacy: bool) -> str:
+    return "full logits (before)" if legacy else f"trained positions, chunk {chunk}" if chunk else \
+        "trained positions at once"
 
 
 def ppo_case(ckpt: str, shape: str, run: Run, prompt: int, new: int, rollout_batch: int, adapter_critic: bool,
@@ -370,7 +403,8 @@ def validation(tmp: Path) -> list[dict]:
 
 def before_after(tmp: Path) -> list[dict]:
     ckpt = str(build_checkpoint("smollm2", tmp / "smollm2"))
-    rows = [sft_case(ckpt, "smollm2", Run(2, 1024, lora_r=8, dtype_bytes=4), chunk, 0.25) for chunk in (None, 256)]
+    rows = [sft_case(ckpt, "smollm2", Run(2, 1024, lora_r=8, dtype_bytes=4), chunk, 0.25, legacy=legacy)
+            for chunk, legacy in ((None, True), (None, False), (256, False))]
     for legacy in (True, False):
         rows.append(ppo_case(ckpt, "smollm2", Run(2, 0, lora_r=8, dtype_bytes=4, head_positions=256), 512, 24, 4,
                              False, legacy))
@@ -381,11 +415,11 @@ def projection() -> list[dict]:
     s, rows = SHAPES["codellama7b"], []
     weights = sum(weight_bytes(s).values())
     for seq in (2048, 4096):
-        for chunk in (None, 1024):
+        for chunk, legacy in ((None, True), (None, False), (1024, False)):
             run = Run(1, seq, lora_r=16, dtype_bytes=2, grad_ckpt=True, head_positions=chunk)
-            total = weights + sum(sft_step(s, run, trained_positions=seq // 4).values())
-            head = f"chunk {chunk}" if chunk else "full logits"
-            rows.append({"case": f"SFT seq {seq}, batch 1, grad ckpt, {head}", "modelled_GiB": round(total / GiB, 2)})
+            total = weights + sum(sft_step(s, run, trained_positions=None if legacy else seq // 4).values())
+            rows.append({"case": f"SFT seq {seq}, batch 1, grad ckpt, {sft_head_label(chunk, legacy)}",
+                         "modelled_GiB": round(total / GiB, 2)})
     for adapter_critic in (False, True):
         for lean in (False, True):
             run = Run(4, 0, lora_r=16, dtype_bytes=2, grad_ckpt=True, head_positions=1024)

@@ -53,7 +53,7 @@ class Run:
     dtype_bytes: int = 2
     grad_ckpt: bool = False
     head_positions: int | None = None
-    """Positions whose logits exist at once (None: every position of the batch: the full-logits path)."""
+    """Positions whose logits exist at once (None: every position that reaches the head, at once)."""
 
 
 def weight_bytes(s: Shape) -> dict[str, float]:
@@ -85,9 +85,10 @@ def logits_bytes(s: Shape, run: Run, positions: int) -> float:
 
 
 def sft_step(s: Shape, run: Run, trained_positions: int | None = None) -> dict[str, float]:
-    """Peak memory above the loaded model of one SFT optimizer step (forward, backward, AdamW step)."""
+    """Peak memory above the loaded model of one SFT optimizer step (forward, backward, AdamW step). The head reads
+    `trained_positions` (SFTSystem: the trained tokens only); None: every position (the full-logits path before)."""
     tokens = run.batch * run.seq
-    positions = tokens if run.head_positions is None else (trained_positions or tokens)
+    positions = trained_positions or tokens
     logits = logits_bytes(s, run, positions)
     common = {"hidden_and_final_norm": tokens * s.hidden * (run.dtype_bytes + 8),
               "lora_grads_and_adam": lora_params(s, run.lora_r) * 12}
@@ -116,7 +117,7 @@ def ppo_iteration(s: Shape, run: Run, prompt: int, new_tokens: int, rollout_batc
         passes = one_layer + (s.layers + 1) * rollout_batch * total * s.hidden * d \
             + logits_bytes(s, replace(run, head_positions=None), rollout_batch * total)
     update_run = replace(run, batch=run.batch, seq=total, head_positions=run.head_positions if lean else None)
-    update = sft_step(s, update_run, trained_positions=run.batch * new_tokens)
+    update = sft_step(s, update_run, trained_positions=run.batch * new_tokens if lean else None)
     if not lean and run.grad_ckpt:  # output_hidden_states keeps every layer's output, which checkpointing drops
         update["checkpointed_layer_inputs"] *= 2
     n_lora = lora_params(s, run.lora_r) * (2 if adapter_critic else 1)

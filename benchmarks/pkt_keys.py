@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tl_lightning.checkpoints import load_tokenizer
+from tl_lightning.core.checkpoints import load_tokenizer
 from tl_lightning.data.loaders import load_source
 from tl_lightning.data.tokenization import encode_rendered, tokenize_rendered
 from tl_lightning.data.weighting import PKTWeighting

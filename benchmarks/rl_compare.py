@@ -55,7 +55,7 @@ def fit(args: list[str]) -> dict:
 
 
 def heldout(ckpt: str, adapter: str, n: int = 64) -> dict:
-    from tl_lightning.checkpoints import load_tokenizer
+    from tl_lightning.core.checkpoints import load_tokenizer
     from tl_lightning.data.sources import DataSource
     from tl_lightning.data.steps import all_step_prompts
     from tl_lightning.evaluation.predict import predict
@@ -71,9 +71,10 @@ def heldout(ckpt: str, adapter: str, n: int = 64) -> dict:
     preds = predict(model, tok, PaperFormat(tok.eos_token), prompts, GenerationSettings(max_new_tokens=64),
                     batch_size=16)
     # scored as the reward reads responses (paper convention), and as the metrics do (lenient)
-    from tl_lightning.evaluation.predict import classify_response
+    from tl_lightning.rewards.reward import tool_call_rewards
 
-    paper = Counter(classify_response(p.text, p.conversation, convention="paper")[1].category for p in preds)
+    paper = Counter(c.category for c in tool_call_rewards([p.text for p in preds], [p.conversation for p in preds],
+                                                          convention="paper")[1])
     lenient = Counter(p.classification.category for p in preds)
     return {"mean_reward": round(sum(RewardTable()(c) * k for c, k in paper.items()) / len(preds), 4),
             "correct_rate": round(paper["correct"] / len(preds), 4),

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from tl_lightning.constants import IGNORE_INDEX
+from tl_lightning.core.constants import IGNORE_INDEX
 from tl_lightning.data.loaders import load_source
 from tl_lightning.data.mae import MAESettings, apply_mae
 from tl_lightning.data.sft_datamodule import ToolSFTDataModule
@@ -86,7 +86,7 @@ def main() -> None:
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as d:
         ckpt = str(build_tiny_checkpoint(Path(d) / "tiny", hidden=a.hidden, layers=2))
-        from tl_lightning.checkpoints import load_tokenizer
+        from tl_lightning.core.checkpoints import load_tokenizer
 
         tok = load_tokenizer(ckpt)
         out = {"machine": f"{torch.get_num_threads()} CPU threads",

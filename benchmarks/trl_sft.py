@@ -100,7 +100,7 @@ def run_trl(ckpt: str, examples: int, batch: int, max_length: int, group_by_leng
     from transformers import TrainerCallback
     from trl import SFTConfig, SFTTrainer
 
-    from tl_lightning.checkpoints import load_tokenizer
+    from tl_lightning.core.checkpoints import load_tokenizer
     from tl_lightning.models.loading import ModelSettings, load_base_model
 
     clock = EpochClock()

@@ -41,16 +41,33 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.skip(reason="slow (pytest -m slow)"))
 
 
+def built_once(tmp_path_factory, name: str, build) -> str:
+    """`build(out)` once per test run, shared by the parallel workers (pytest -n): under the run's common temp
+    folder, behind a file lock, so two workers never build the same checkpoint (the SmolLM2 conversion takes ~35 s)."""
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the workers' folders share this parent
+    out, done = root / name, root / f"{name}.done"
+    with FileLock(str(root / f"{name}.lock")):
+        if not done.exists():
+            build(out)
+            done.touch()
+    return str(out)
+
+
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory) -> str:
     from tl_lightning.models.tiny import build_tiny_checkpoint
 
-    return str(build_tiny_checkpoint(tmp_path_factory.mktemp("tiny") / "ckpt", hidden=64, layers=2, vocab_size=1024))
+    return built_once(tmp_path_factory, "tiny-ckpt",
+                      lambda out: build_tiny_checkpoint(out, hidden=64, layers=2, vocab_size=1024))
 
 
 @pytest.fixture(scope="session")
 def tokenizer(tiny_checkpoint):
-    from tl_lightning.checkpoints import load_tokenizer
+    from tl_lightning.core.checkpoints import load_tokenizer
 
     return load_tokenizer(tiny_checkpoint)
 
@@ -68,13 +85,11 @@ def smollm2_checkpoint(tmp_path_factory) -> str:
         pytest.skip(f"the optional real model is not installed: {hint}")
     from tl_lightning.models.pretrained import SmolLM2
 
-    out = tmp_path_factory.mktemp("smollm2") / "ckpt"
-    SmolLM2().build(out)
-    return str(out)
+    return built_once(tmp_path_factory, "smollm2-ckpt", lambda out: SmolLM2().build(out))
 
 
 @pytest.fixture(scope="session")
 def smollm2_tokenizer(smollm2_checkpoint):
-    from tl_lightning.checkpoints import load_tokenizer
+    from tl_lightning.core.checkpoints import load_tokenizer
 
     return load_tokenizer(smollm2_checkpoint)

@@ -1,6 +1,6 @@
 """jsonargparse's nested error trees → one line naming the key (messages as jsonargparse 4.53 writes them)."""
 
-from tl_lightning.config_errors import one_line
+from tl_lightning.cli.config_errors import one_line
 
 NESTED_UNKNOWN = """Parser key "model":
   Does not validate against any of the Union subtypes

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from main import cli_main
-from tl_lightning.cli import TLCLI
+from tl_lightning.cli.app import TLCLI
 
 ROOT = Path(__file__).resolve().parents[1] / "configs"
 STRATEGIES = sorted((ROOT / "strategies").glob("*.yaml"))

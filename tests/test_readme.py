@@ -1,4 +1,5 @@
-"""The README, run as a new user would: every ```bash block, in order, in one fresh directory.
+"""The README and the docs pages it links, run as a new user would: every ```bash block, in order (the README
+first, then `PAGES`), in one fresh directory.
 
 * Every block runs unless the line right above it is `<!-- ci: skip (reason) -->` (the install, which CI runs
   itself; GPU-only commands; hour-long benchmarks; the test suite itself). A block that is neither runnable nor
@@ -23,6 +24,9 @@ import pytest
 from helpers import ROOT, SHARED_DATA
 
 README = ROOT / "README.md"
+PAGES = [ROOT / "docs" / f"{name}.md" for name in ("rl", "real-model-cpu", "evaluation", "results", "performance",
+                                                    "scale-out", "data-sources", "config", "design-notes")]
+"""Docs pages whose commands run after the README's (they reuse what the quickstart wrote)."""
 SKIP = re.compile(r"<!-- ci: skip \((.+)\) -->")
 BLOCK_BUDGET_S = 420  # per block on a 2-core CI machine; the slowest (the quickstart) takes 1-2 minutes
 LINKED = ("main.py", "tl_lightning", "configs", "benchmarks", "tests", ".venv", "constraints.txt", "requirements.txt")
@@ -30,8 +34,8 @@ NOISE = ("Tip:", "FutureWarning", "DeprecationWarning", "LeafSpec", "was called 
          "Generating train split", "kernels-community", "The dirpath has changed")
 
 
-def readme_blocks(text: str) -> list[dict]:
-    """Every ```bash block: its commands, the skip reason written above it (or None), the output the README shows
+def readme_blocks(text: str, page: str = "README.md") -> list[dict]:
+    """Every ```bash block: its commands, the skip reason written above it (or None), the output the page shows
     after it ("It prints ...:" followed by a plain ``` block), and the section it is in."""
     lines, blocks, section = text.splitlines(), [], ""
     for i, line in enumerate(lines):
@@ -42,7 +46,7 @@ def readme_blocks(text: str) -> list[dict]:
         end = next(j for j in range(i + 1, len(lines)) if lines[j].strip() == "```")
         above = next((lines[j] for j in range(i - 1, -1, -1) if lines[j].strip()), "")
         skip = SKIP.fullmatch(above.strip())
-        blocks.append({"line": i + 1, "section": section, "code": "\n".join(lines[i + 1:end]),
+        blocks.append({"page": page, "line": i + 1, "section": section, "code": "\n".join(lines[i + 1:end]),
                        "skip": skip.group(1) if skip else None, "expected": _shown_output(lines, end)})
     return blocks
 
@@ -60,13 +64,13 @@ def _shown_output(lines: list[str], end: int) -> list[str]:
     return [x.strip() for x in lines[j + 1:close] if x.strip()]
 
 
-BLOCKS = readme_blocks(README.read_text())
+BLOCKS = readme_blocks(README.read_text()) + [b for p in PAGES for b in readme_blocks(p.read_text(), f"docs/{p.name}")]
 
 
 def test_every_block_is_run_or_marked():
     assert BLOCKS, "no ```bash block found in README.md"
     for b in BLOCKS:  # a skip marker needs a reason; everything else below must run
-        assert b["skip"] is None or b["skip"].strip(), f"README.md:{b['line']}: empty skip reason"
+        assert b["skip"] is None or b["skip"].strip(), f"{b['page']}:{b['line']}: empty skip reason"
 
 
 @pytest.fixture(scope="module")
@@ -87,18 +91,29 @@ def _run_block(code: str, cwd: Path) -> subprocess.CompletedProcess:
                           text=True, timeout=BLOCK_BUDGET_S)
 
 
-@pytest.mark.parametrize("block", BLOCKS, ids=lambda b: f"line{b['line']}")
+@pytest.mark.parametrize("block", BLOCKS, ids=lambda b: f"{b['page'].removeprefix('docs/').removesuffix('.md')}"
+                                                       f"-line{b['line']}")
 def test_readme_block(block, workdir):
     if block["skip"]:
-        pytest.skip(f"README.md:{block['line']} marked: {block['skip']}")
+        pytest.skip(f"{block['page']}:{block['line']} marked: {block['skip']}")
     if "configs/eval/" in block["code"] and not SHARED_DATA.is_dir():
         pytest.skip(f"{SHARED_DATA} not present (the benchmark files)")
     t0 = time.monotonic()
     r = _run_block(block["code"], workdir)
     took = time.monotonic() - t0
-    where = f"README.md:{block['line']} ({block['section']}), {took:.0f} s"
+    where = f"{block['page']}:{block['line']} ({block['section']}), {took:.0f} s"
     assert r.returncode == 0, f"{where} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
     noise = [x for x in r.stderr.splitlines() if any(n in x for n in NOISE)]
     assert not noise, f"{where}: log noise on stderr: {noise[:5]}"
     missing = [x for x in block["expected"] if x not in r.stdout]
-    assert not missing, f"{where}: the README shows output that was not printed: {missing}"
+    assert not missing, f"{where}: the page shows output that was not printed: {missing}"
+
+
+def test_relative_links_point_at_files():
+    """Every relative link of the README and the docs pages names a file that exists (pages moved in #25)."""
+    broken = []
+    for page in [README, *sorted((ROOT / "docs").glob("*.md"))]:
+        for target in re.findall(r"\]\((?!https?:|#|mailto:)([^)\s#]+)", page.read_text()):
+            if not (page.parent / target).exists():
+                broken.append(f"{page.relative_to(ROOT)} -> {target}")
+    assert not broken, broken

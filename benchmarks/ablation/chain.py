@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from tl_lightning.checkpoints import load_tokenizer
+from tl_lightning.core.checkpoints import load_tokenizer
 from tl_lightning.data.mae import StructuredDetector, erroneous_turns
 from tl_lightning.data.noise import add_noise
 from tl_lightning.data.steps import all_step_prompts

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from benchmarks.real_model.report import write_report
 from benchmarks.real_model.stages import STYLES, Scale, eval_sets, evaluate, log, rl, sft
-from tl_lightning.checkpoints import ensure_checkpoint
+from tl_lightning.core.checkpoints import ensure_checkpoint
 from tl_lightning.models.pretrained import SmolLM2
 
 QUICK = Scale(eval_items=2, max_new_tokens=16, train_size=8, sft_steps=2, rl_iterations=1)

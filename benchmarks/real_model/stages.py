@@ -18,7 +18,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from tl_lightning.checkpoints import load_tokenizer
+from tl_lightning.core.checkpoints import load_tokenizer
 from tl_lightning.data.loaders import load_source
 from tl_lightning.data.steps import all_step_prompts
 from tl_lightning.data.tokenization import prompt_token_ids

@@ -3,8 +3,9 @@
 import lightning as L
 import pytest
 import torch
+import torch.nn.functional as F
 
-from tl_lightning.constants import IGNORE_INDEX
+from tl_lightning.core.constants import IGNORE_INDEX
 from tl_lightning.data.collate import pack_rows, pack_sft_batch, pad_sft_batch
 from tl_lightning.data.sft_datamodule import ToolSFTDataModule
 from tl_lightning.data.sources import DataSource
@@ -75,29 +76,51 @@ def test_packing_flag_switches_the_collate(tiny_checkpoint):
     assert "position_ids" in batch and batch["input_ids"].size(0) < 4
 
 
+def _full_logits_reference(model, batch: dict) -> dict[str, torch.Tensor]:
+    """The SFT loss and metrics written out from the model's full logits (every position): what `SFTSystem._losses`
+    must equal. Position t predicts token t + 1."""
+    inputs = {"position_ids": batch["position_ids"]} if "position_ids" in batch else \
+        {"attention_mask": batch["attention_mask"]}
+    logits = model(input_ids=batch["input_ids"], use_cache=False, **inputs).logits[:, :-1].float()
+    labels = batch["labels"][:, 1:]
+    trained = labels != IGNORE_INDEX
+    logits, targets = logits[trained], labels[trained]
+    ce = F.cross_entropy(logits, targets, reduction="none")
+    w = batch["weights"][:, 1:][trained].float()
+    correct = logits.argmax(-1) == targets
+    key = batch["key_mask"][:, 1:][trained]
+    return {"weighted_loss": (ce * w).sum() / w.sum(), "weighted_sum": (ce * w).sum(), "weight_total": w.sum(),
+            "loss": ce.mean(), "token_acc": correct.float().mean(), "key_token_acc": correct[key].float().mean(),
+            "trained_tokens": trained.sum()}
+
+
 @pytest.mark.parametrize("packed", [False, True])
-def test_chunked_loss_equals_full_logits_loss(tiny_checkpoint, packed):
-    """`loss_chunk_size`: the head on trained positions only, a few at a time, gives the full path's loss, metrics
-    and gradients (padded and packed batches)."""
+def test_sft_loss_equals_the_full_logits_reference(tiny_checkpoint, packed):
+    """The one SFT loss path (final hidden states, head on trained positions only) gives the loss, metrics and
+    gradients written out from full logits: all trained positions in one head call (None) and a few at a time
+    (1, 7), on padded and packed rows."""
     L.seed_everything(0)
     settings = ModelSettings(checkpoint=tiny_checkpoint, quantization="nf4", compute_dtype="float32",
                              lora=LoraSettings(r=8, alpha=16, dropout=0.0))
-    system = SFTSystem(settings, loss_chunk_size=7)
+    system = SFTSystem(settings)
     system.configure_model()
+    for n, p in system.named_parameters():  # a trained adapter, so that LoRA changes the logits and gets gradients
+        if "lora_B" in n:
+            torch.nn.init.normal_(p, std=0.05, generator=torch.Generator().manual_seed(len(n)))
     dm = ToolSFTDataModule(tokenizer=tiny_checkpoint, train=DataSource(size=4), val=DataSource(split="val", size=2),
                            max_length=2048, batch_size=4)
     dm.setup()
     examples = dm.datasets["train"]
     pad = dm.tok.pad_token_id
     batch = pack_sft_batch(examples, pad, 2048) if packed else pad_sft_batch(examples, pad)
-    results = []
-    for chunk in (None, 7):  # the same model, the full-logits path first
+    params = [p for p in system.parameters() if p.requires_grad]
+    ref = _full_logits_reference(system.model, batch)
+    assert (batch["key_mask"][:, 1:] & (batch["labels"][:, 1:] != IGNORE_INDEX)).any()  # key accuracy is compared
+    ref_grads = torch.autograd.grad(ref["weighted_sum"], params)
+    for chunk in (None, 1, 7):
         system.hparams.loss_chunk_size = chunk
         out = system._losses(batch)
-        params = [p for p in system.parameters() if p.requires_grad]
-        results.append((out, torch.autograd.grad(out["weighted_sum"], params)))
-    (a, ga), (b, gb) = results
-    for k in ("weighted_loss", "weighted_sum", "weight_total", "loss", "token_acc", "key_token_acc", "trained_tokens"):
-        torch.testing.assert_close(b[k].float(), a[k].float(), rtol=1e-5, atol=1e-5)
-    for x, y in zip(ga, gb):
-        torch.testing.assert_close(y, x, rtol=1e-3, atol=1e-5)
+        for k in ref:
+            torch.testing.assert_close(out[k].float(), ref[k].float(), rtol=1e-5, atol=1e-5, msg=f"{k}, chunk {chunk}")
+        for x, y in zip(torch.autograd.grad(out["weighted_sum"], params), ref_grads):
+            torch.testing.assert_close(x, y, rtol=1e-3, atol=1e-5)

@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from loader_corpus import FORMATS, SEEDS, seed, write
 
+from tl_lightning.core.errors import DataError
 from tl_lightning.data.loaders import LoadReport, load_source
-from tl_lightning.errors import DataError
 from tl_lightning.format.render import PaperFormat
 from tl_lightning.format.schema import Conversation
 

@@ -9,7 +9,7 @@ import re
 import pytest
 from loader_corpus import FORMATS, JSONL_FORMATS, TOOL, load, seed, write
 
-from tl_lightning.errors import DataError
+from tl_lightning.core.errors import DataError
 from tl_lightning.format.call_format import parse_calls
 
 DEEP = "[" * 100_000 + "]" * 100_000

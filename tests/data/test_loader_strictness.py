@@ -18,7 +18,7 @@ import pytest
 from loader_corpus import ASK, FINISH, REACT_PROMPT, TOOL, load, seed, write
 from test_loader_hardening import _bad_and_good, _turns, with_tool
 
-from tl_lightning.errors import DataError
+from tl_lightning.core.errors import DataError
 
 FROM_VALUE = ("conversations", "rotbench", "tooleyes")
 """Formats whose tool list is the system message (the tool specs live in its text)."""

@@ -3,8 +3,8 @@
 import pytest
 from helpers import FIXTURES, shared_data
 
+from tl_lightning.core.errors import DataError
 from tl_lightning.data.loaders import LoadReport, as_hf_dataset, load_source
-from tl_lightning.errors import DataError
 from tl_lightning.format.schema import Conversation, ToolCall
 
 

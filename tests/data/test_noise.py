@@ -34,7 +34,7 @@ def test_gold_stays_valid_and_scores_correct(level):
             (answer,) = step.gold
             text = "\n".join(render_call(c).text for c in answer)
             assert schema_validity(parse_calls(text), noisy.tools)["params_valid"] == 1.0, (level, text)
-            c = classify(text, golds_for(step), step.tools, frozenset(step.meta["free_text_tools"]))
+            c = classify(text, golds_for(step), step.tools, frozenset(step.free_text_tools))
             assert c.category == "correct", (level, text, c)
 
 
@@ -52,7 +52,7 @@ def test_heavy_shuffles_names_among_the_offered_tools():
     assert sorted(t.name for t in noisy.tools) == sorted(t.name for t in conv.tools)
     by_desc = {t.description: t.name for t in noisy.tools}
     finish = next(t for t in conv.tools if t.name == "finish")
-    assert by_desc[finish.description] in noisy.meta["free_text_tools"]  # the finish role moved with its description
+    assert by_desc[finish.description] in noisy.free_text_tools  # the finish role moved with its description
 
 
 def test_heavy_added_parameter_says_its_value_and_gold_sets_it():

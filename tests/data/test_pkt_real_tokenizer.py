@@ -8,7 +8,7 @@ and checked on every item of the files against the full-context oracle of `helpe
 import pytest
 from helpers import pkt_keys_vs_oracle, shared_data
 
-from tl_lightning.constants import IGNORE_INDEX
+from tl_lightning.core.constants import IGNORE_INDEX
 from tl_lightning.data.loaders import load_source
 from tl_lightning.data.tokenization import encode_rendered
 from tl_lightning.data.weighting import PKTWeighting

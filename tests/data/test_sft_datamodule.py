@@ -1,6 +1,6 @@
 """The SFT datamodule's counts and options: truncation is counted in data_stats, the paper's turn selection."""
 
-from tl_lightning.constants import IGNORE_INDEX
+from tl_lightning.core.constants import IGNORE_INDEX
 from tl_lightning.data.sft_datamodule import ToolSFTDataModule, turns_followed_by_user
 from tl_lightning.data.sources import DataSource
 from tl_lightning.format.schema import Conversation, Message, ToolCall, ToolSpec

@@ -1,6 +1,6 @@
 """One-pass tokenization: labels, MAE blocks and PKT weights checked token by token."""
 
-from tl_lightning.constants import IGNORE_INDEX
+from tl_lightning.core.constants import IGNORE_INDEX
 from tl_lightning.data.mae import MAESettings, apply_mae
 from tl_lightning.data.tokenization import encode_rendered, tokenize_rendered
 from tl_lightning.data.weighting import PKTWeighting

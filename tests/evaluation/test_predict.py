@@ -7,6 +7,7 @@ from tl_lightning.data.toolworld import ToolWorld
 from tl_lightning.evaluation.predict import predict
 from tl_lightning.format.call_format import join_rendered, render_calls
 from tl_lightning.format.render import PaperFormat
+from tl_lightning.models.engine import HFGenerate
 from tl_lightning.models.generation import GenerationSettings
 
 
@@ -20,7 +21,7 @@ def test_predict_with_scripted_gold_model(tokenizer):
 
     model = ScriptedModel(tokenizer, answer)
     preds = predict(model, tokenizer, PaperFormat(tokenizer.eos_token), prompts, GenerationSettings(max_new_tokens=200),
-                    batch_size=5)
+                    batch_size=5, engine=HFGenerate())  # a scripted model answers through `generate`
     assert [p.conversation.id for p in preds] == [p.id for p in prompts]  # input order kept despite length sorting
     assert all(p.classification.category == "correct" for p in preds), [(p.text, p.classification) for p in preds[:3]]
     assert model.calls == -(-len(prompts) // 5)

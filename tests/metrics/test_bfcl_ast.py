@@ -18,7 +18,7 @@ import pytest
 from tl_lightning.data.loaders import LoadReport, load_source
 from tl_lightning.metrics.bfcl_ast import check, standardize
 from tl_lightning.metrics.bfcl_decoder import decode_ast
-from tl_lightning.metrics.scoring import score_response
+from tl_lightning.metrics.scoring import score_by_mode
 from tl_lightning.metrics.tool_call import item_scores
 
 bfcl_eval = pytest.importorskip("bfcl_eval", reason="bfcl-eval not installed (pip install --no-deps -r "
@@ -204,7 +204,7 @@ def test_bfcl_mode_agrees_with_ast_checker_on_every_v3_python_item(bfcl):
                 continue
             for kind, text in outputs(q["function"], answers[q["id"]], rng):
                 theirs = bfcl_verdict(bfcl, q["function"], text, answers[q["id"]], category)
-                ours = score_response(text, convs[q["id"]], "official")[1].category == "correct"
+                ours = score_by_mode(text, convs[q["id"]], "official")[1].category == "correct"
                 if theirs is None:  # BFCL's checker raises: the official runner would stop; we say invalid
                     raises += 1
                     assert not ours
@@ -214,7 +214,7 @@ def test_bfcl_mode_agrees_with_ast_checker_on_every_v3_python_item(bfcl):
                 if kind == "gold" and not theirs:
                     gold_rejected.append(q["id"])
                 valid += theirs
-                lenient += (score_response(text, convs[q["id"]], "lenient")[1].category == "correct") == theirs
+                lenient += (score_by_mode(text, convs[q["id"]], "lenient")[1].category == "correct") == theirs
                 by_kind[kind] += ours != theirs
                 if ours != theirs:
                     disagreements.append((q["id"], kind, text[:120], ours, theirs))
@@ -238,8 +238,8 @@ def test_calls_one_per_line_are_read_as_bfcl_list(bfcl):
         lines = "\n".join(_call(n, a) for n, a in _gold_calls(answers[cid], functions[cid]))
         listed = "[" + lines.replace("\n", ", ") + "]"
         assert bfcl_verdict(bfcl, functions[cid], listed, answers[cid], "parallel") is True
-        assert score_response(lines, conv, "official")[1].category == "correct"
-        assert score_response(f"```python\n{listed}\n```", conv, "official")[1].category == "format_error"
+        assert score_by_mode(lines, conv, "official")[1].category == "correct"
+        assert score_by_mode(f"```python\n{listed}\n```", conv, "official")[1].category == "format_error"
 
 
 def test_bfcl_irrelevance_is_no_call(bfcl):
@@ -254,7 +254,7 @@ def test_bfcl_irrelevance_is_no_call(bfcl):
         except Exception:
             theirs = True
         assert theirs == expected
-        assert (score_response(text, conv, "official")[1].category == "correct") == expected, text
+        assert (score_by_mode(text, conv, "official")[1].category == "correct") == expected, text
 
 
 def test_hand_computed_checker_rules():
@@ -291,7 +291,7 @@ def test_parallel_outputs_with_an_invented_tool_score_no_ts(bfcl):
             for i in range(len(calls)):
                 text = "[" + ", ".join(_call(n + "_v2" if j == i else n, a) for j, (n, a) in enumerate(calls)) + "]"
                 assert bfcl_verdict(bfcl, questions[cid], text, answers[cid], category) is False
-                c = score_response(text, conv, "official")[1]
+                c = score_by_mode(text, conv, "official")[1]
                 scores = item_scores(c)
                 outputs += 1
                 ts += scores["ts"] > 0 or scores["pi"] > 0

@@ -4,8 +4,8 @@ TS / PI come from the category. Hand-built items: no bfcl-eval needed."""
 
 import pytest
 
-from tl_lightning.format.schema import Conversation, Message, ToolCall, ToolParam, ToolSpec
-from tl_lightning.metrics.scoring import score_response
+from tl_lightning.format.schema import BfclGold, Conversation, Message, ToolCall, ToolParam, ToolSpec
+from tl_lightning.metrics.scoring import score_by_mode
 from tl_lightning.metrics.tool_call import item_scores
 
 PLAY = {"name": "spotify.play", "description": "", "parameters": {"type": "dict", "required": ["artist", "duration"],
@@ -24,7 +24,7 @@ def _conv(functions: list[dict]) -> Conversation:
     answer = [{"spotify.play": {"artist": ["Taylor Swift"], "duration": [20]}},
               {"spotify.play": {"artist": ["Maroon 5"], "duration": [15]}}]
     return Conversation("parallel_0", tools, (Message("user", "Play ..."),), (gold,), "bfcl",
-                        {"category": "parallel", "bfcl_functions": functions, "possible_answer": answer})
+                        benchmark_gold=BfclGold("parallel", tuple(functions), tuple(answer)))
 
 
 @pytest.mark.parametrize("text, category, ts", [
@@ -43,7 +43,7 @@ def _conv(functions: list[dict]) -> Conversation:
      "correct", 1.0),
 ])
 def test_parallel_call_to_a_tool_not_in_gold_scores_no_ts(text, category, ts):
-    c = score_response(text, _conv([PLAY, PAUSE]), "official")[1]
+    c = score_by_mode(text, _conv([PLAY, PAUSE]), "official")[1]
     assert c.category == category, c
     scores = item_scores(c)
     assert scores["ts"] == ts and scores["pi"] == ts and scores["cf"] == float(category == "correct")

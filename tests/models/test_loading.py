@@ -5,8 +5,8 @@ import time
 import pytest
 import torch
 
-from tl_lightning.checkpoints import resolve_checkpoint
-from tl_lightning.errors import UserError
+from tl_lightning.core.checkpoints import resolve_checkpoint
+from tl_lightning.core.errors import UserError
 from tl_lightning.models.loading import (
     LoraSettings,
     ModelSettings,
@@ -175,3 +175,59 @@ def test_compile_option_compiles_each_decoder_layer_in_place(tiny_checkpoint):
 
 def test_quantization_none_alias_from_the_command_line():
     assert ModelSettings(quantization="none").quantization is None
+
+
+_TINY = dict(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+             num_key_value_heads=1, head_dim=8)
+
+
+def _tiny_lm(family: str, **post):
+    """A random one-layer causal LM of a family whose forward post-processes the head's logits (or not)."""
+    import transformers
+
+    name = {"llama": "Llama", "gemma2": "Gemma2", "gemma3": "Gemma3", "cohere": "Cohere", "granite": "Granite",
+            "hyperclovax": "HyperCLOVAX"}[family]
+    config = getattr(transformers, "Gemma3TextConfig" if name == "Gemma3" else f"{name}Config")(**_TINY, **post)
+    torch.manual_seed(0)
+    return getattr(transformers, f"{name}ForCausalLM")(config).eval()
+
+
+@pytest.mark.parametrize("family, post", [
+    ("gemma2", {"final_logit_softcapping": 0.05}),  # cap · tanh(logits / cap), the cap well inside the logits' range
+    ("gemma3", {"final_logit_softcapping": 0.05}),
+    ("cohere", {"logit_scale": 0.25}),  # logits · scale
+    ("granite", {"logits_scaling": 4.0}),  # logits / scaling
+])
+def test_the_head_applies_the_models_logit_postprocessing(family, post):
+    """head(decoder(x)) is exactly model(x).logits, also for models that post-process the head's output (the bare
+    output embeddings would differ), with or without a peft wrapper."""
+    from peft import LoraConfig, get_peft_model
+
+    from tl_lightning.models.loading import decoder_and_head
+
+    model = _tiny_lm(family, **post)
+    ids = torch.randint(0, 64, (2, 5), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits
+        for wrapped in (model, get_peft_model(model, LoraConfig(r=2, target_modules="all-linear"))):
+            decoder, head = decoder_and_head(wrapped)
+            hidden = decoder(input_ids=ids).last_hidden_state
+            assert torch.equal(head(hidden), logits)
+        assert not torch.allclose(model.get_output_embeddings()(hidden), logits)
+
+
+def test_a_model_without_postprocessing_gets_its_output_embeddings():
+    from tl_lightning.models.loading import decoder_and_head
+
+    for model in (_tiny_lm("llama"), _tiny_lm("gemma2", final_logit_softcapping=None)):
+        assert decoder_and_head(model)[1] is model.get_output_embeddings()
+
+
+def test_an_unknown_postprocessing_is_refused_in_one_line():
+    """HyperCLOVAX multiplies by `logits_scaling` where Granite divides: a class outside the known ones is refused."""
+    from tl_lightning.models.loading import decoder_and_head
+
+    with pytest.raises(UserError, match=r"HyperCLOVAXForCausalLM sets logits_scaling=4.0") as e:
+        decoder_and_head(_tiny_lm("hyperclovax", logits_scaling=4.0))
+    assert "\n" not in str(e.value)
+    decoder_and_head(_tiny_lm("hyperclovax", logits_scaling=1.0))  # unchanged logits: nothing to refuse

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from tl_lightning.checkpoints import ensure_checkpoint, load_tokenizer
-from tl_lightning.errors import UserError
+from tl_lightning.core.checkpoints import ensure_checkpoint, load_tokenizer
+from tl_lightning.core.errors import UserError
 from tl_lightning.format.render import template_renders_tools
 from tl_lightning.models import pretrained
 from tl_lightning.models.loading import ModelSettings, load_for_inference

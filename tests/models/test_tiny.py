@@ -11,7 +11,7 @@ import torch
 from helpers import ROOT
 
 from main import cli_main
-from tl_lightning.checkpoints import ensure_checkpoint
+from tl_lightning.core.checkpoints import ensure_checkpoint
 from tl_lightning.models.tiny import TinyLlama
 
 
@@ -63,7 +63,7 @@ def test_building_at_a_missing_path_says_so_in_one_warning_line(tmp_path, caplog
     with caplog.at_level(logging.INFO, logger="tl_lightning"):
         ensure_checkpoint(str(typo), TinyLlama())
         ensure_checkpoint(str(typo), TinyLlama())  # built now: reused without a word
-    said = [r for r in caplog.records if r.name == "tl_lightning.checkpoints"]
+    said = [r for r in caplog.records if r.name == "tl_lightning.core.checkpoints"]
     assert len(said) == 1 and said[0].levelno == logging.WARNING
     assert said[0].getMessage() == (f"building a new random TinyLlama (hidden 64, 2 layers, seed 0) at {typo}: no "
                                     "checkpoint there (policy.build). If you meant an existing checkpoint, fix "

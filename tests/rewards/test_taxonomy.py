@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from tl_lightning.data.loaders import load_source
 from tl_lightning.format.call_format import join_rendered, render_calls
-from tl_lightning.format.schema import ToolCall, ToolParam, ToolSpec
+from tl_lightning.format.schema import Conversation, ToolCall, ToolParam, ToolSpec
 from tl_lightning.metrics.tool_call import tool_call_metrics
 from tl_lightning.rewards.reward import RewardTable, tool_call_rewards
 from tl_lightning.rewards.taxonomy import CATEGORIES, GoldCall, classify, golds_for
@@ -27,6 +27,12 @@ G_STATUS = [(GoldCall.from_call(ToolCall("search_flight_status", {"flight_number
 G_PAX = [(GoldCall.from_call(ToolCall("search_flights", {"origin": "Paris", "destination": "Oslo", "date": "2025-01-02",
                                                           "passengers": 2})),)]
 BASE = "origin='Paris', destination='Oslo', date='2025-01-02'"
+
+
+def _conv(gold: list) -> Conversation:
+    """A step prompt offering TOOLS whose gold answers are `gold` (plain, single-value gold calls)."""
+    answers = tuple(tuple(ToolCall(g.name, {k: v[0] for k, v in g.values.items()}) for g in answer) for answer in gold)
+    return Conversation("t", TOOLS, (), answers)
 
 CASES = [
     # (prediction, gold, expected category)
@@ -148,8 +154,10 @@ def test_reward_table_and_batch():
                 "content_filling": -0.25}
     assert {c: table(c) for c in expected} == expected
     preds = [f"search_flights({BASE})", "nonsense(", f"search_flight({BASE})"]
-    assert tool_call_rewards(preds, [G] * 3, [TOOLS] * 3) == [1.0, -2.0, -2.0]
-    assert tool_call_rewards(preds, [G] * 3, [TOOLS] * 3, RewardTable(correct=5.0))[0] == 5.0
+    rewards, classified = tool_call_rewards(preds, [_conv(G)] * 3)
+    assert rewards == [1.0, -2.0, -2.0]
+    assert [c.category for c in classified] == ["correct", "format_error", "tool_hallucination"]
+    assert tool_call_rewards(preds, [_conv(G)] * 3, RewardTable(correct=5.0))[0][0] == 5.0
 
 
 def _rotbench(level):
@@ -215,7 +223,7 @@ def test_classify_is_total_and_deterministic(text):
 def test_paper_convention_reads_the_first_call_and_compares_values_as_given(prediction, gold, lenient, paper):
     assert classify(prediction, gold, TOOLS).category == lenient
     assert classify(prediction, gold, TOOLS, convention="paper").category == paper
-    assert tool_call_rewards([prediction], [gold], [TOOLS])[0] == RewardTable()(paper)  # the reward's default
+    assert tool_call_rewards([prediction], [_conv(gold)])[0] == [RewardTable()(paper)]  # the reward's default
 
 
 # The reference reward reads only `key='string'` pairs (paper.md §5.2): unquoted values and their keys are invisible.

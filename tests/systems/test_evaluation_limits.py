@@ -9,8 +9,9 @@ import lightning as L
 import pytest
 from helpers import FIXTURES, ScriptedModel
 
+from tl_lightning.core.errors import DataError
 from tl_lightning.data.benchmark_datamodule import BenchmarkDataModule, BenchmarkSource
-from tl_lightning.errors import DataError
+from tl_lightning.models.engine import HFGenerate
 from tl_lightning.models.loading import ModelSettings
 from tl_lightning.systems.evaluation import EvalSystem
 
@@ -26,7 +27,7 @@ def test_prompts_longer_than_the_positions_are_skipped_and_counted(tiny_checkpoi
     too_long = sum(n + new_tokens > positions for n in lengths)
     assert 0 < too_long < len(lengths)
     system = EvalSystem(ModelSettings(checkpoint=tiny_checkpoint, quantization=None, lora=None),
-                        output_dir=str(tmp_path), generation={"max_new_tokens": new_tokens})
+                        output_dir=str(tmp_path), generation={"max_new_tokens": new_tokens}, engine=HFGenerate())
     model = ScriptedModel(dm.tok, lambda prompt: "finish(answer='ok')")
     model.config = SimpleNamespace(max_position_embeddings=positions)
     system.model = model

@@ -7,10 +7,11 @@ import lightning as L
 import pytest
 from helpers import FIXTURES, SHARED_DATA, ScriptedModel, shared_data
 
+from tl_lightning.core.errors import UserError
 from tl_lightning.data.benchmark_datamodule import BenchmarkDataModule, BenchmarkSource
-from tl_lightning.errors import UserError
 from tl_lightning.format.call_format import join_rendered, render_calls
 from tl_lightning.format.schema import ToolCall
+from tl_lightning.models.engine import HFGenerate
 from tl_lightning.models.loading import ModelSettings
 from tl_lightning.systems.evaluation import EvalSystem
 
@@ -34,7 +35,8 @@ def _run(tokenizer_dir, sources, answer_fn, tmp_path, **dm_kw):
     by_prompt = {key(renderer.render(i["conversation"], add_generation_prompt=True).text): i["conversation"]
                  for i in dm.items}
     system = EvalSystem(ModelSettings(checkpoint=tokenizer_dir, quantization=None, lora=None), output_dir=str(tmp_path),
-                        generation={"max_prompt_length": 100_000, "max_new_tokens": 100_000})
+                        generation={"max_prompt_length": 100_000, "max_new_tokens": 100_000},
+                        engine=HFGenerate())  # the scripted model answers through `generate`
     system.model = ScriptedModel(dm.tok, lambda prompt: answer_fn(by_prompt[key(prompt)]))
     L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False).test(system, dm)
     return system.summary, dm

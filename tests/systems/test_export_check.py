@@ -10,10 +10,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from tl_lightning import callbacks
-from tl_lightning.callbacks import HFExport, lora_mismatch, trained_adapters
-from tl_lightning.errors import UserError
+from tl_lightning.core.errors import UserError
 from tl_lightning.models.loading import LoraSettings, ModelSettings, load_policy
+from tl_lightning.systems import callbacks
+from tl_lightning.systems.callbacks import HFExport, lora_mismatch, trained_adapters
 
 
 class RecordingStrategy:

@@ -7,12 +7,12 @@ import lightning as L
 import pytest
 import torch
 
-from tl_lightning.callbacks import HFExport
 from tl_lightning.data.prompt_datamodule import ToolPromptDataModule
 from tl_lightning.data.sources import DataSource
 from tl_lightning.models.loading import LoraSettings, ModelSettings
 from tl_lightning.objectives.kl import FixedKLController
 from tl_lightning.rewards.reward import RewardTable
+from tl_lightning.systems.callbacks import HFExport
 from tl_lightning.systems.critics import AdapterCritic, SharedCritic
 from tl_lightning.systems.ppo import KLSettings, PPOSystem
 from tl_lightning.systems.schedules import WarmupConstant
@@ -132,13 +132,26 @@ def test_first_minibatch_is_on_policy_even_from_an_adapter_with_dropout(tiny_che
     assert float(m["ppo/approx_kl"]) == 0.0 and float(m["ppo/clipfrac"]) == 0.0
 
 
+def _response_logprobs(logits: torch.Tensor, sequences: torch.Tensor, prompt_length: int) -> torch.Tensor:
+    """(b, R) log-probs of the response tokens from full logits: position t predicts token t + 1."""
+    logp = torch.log_softmax(logits[:, prompt_length - 1: -1].float(), -1)
+    return logp.gather(2, sequences[:, prompt_length:, None]).squeeze(-1)
+
+
+def _response_entropy(logits: torch.Tensor, prompt_length: int) -> torch.Tensor:
+    """(b, R) entropy of the distributions the response tokens were predicted from, from full logits."""
+    logp = torch.log_softmax(logits[:, prompt_length - 1: -1].float(), -1)
+    return -(logp.exp() * logp).sum(-1)
+
+
 @pytest.mark.parametrize("critic", ["shared", "adapter"])
 def test_memory_lean_passes_equal_the_full_logits_path(tiny_checkpoint, critic):
     """The PPO passes read only the final hidden state and apply the head to response positions in chunks; their
     log-probs, entropy, values and policy-loss gradients equal the previous full forward (all hidden states,
     full-vocabulary logits of the whole sequence)."""
     from tl_lightning.objectives.advantages import masked_mean
-    from tl_lightning.systems.ppo_rollout import build_rollout, entropy_from_logits, response_logprobs
+    from tl_lightning.systems.critics import CriticInputs
+    from tl_lightning.systems.ppo_rollout import build_rollout
     from tl_lightning.systems.ppo_rollout import position_ids as _position_ids
 
     L.seed_everything(0)
@@ -153,12 +166,12 @@ def test_memory_lean_passes_equal_the_full_logits_path(tiny_checkpoint, critic):
     adapter = "critic" if critic == "adapter" else "default"
     system.model.set_adapter("default")
     lean = system.runner.forward(r, "default", head=True, with_entropy=True)
-    values = system.critic.values(system.value_head, system.runner.hidden, r, lean.hidden)
+    values = system.critic.values(CriticInputs(system.value_head, system.runner.hidden, r, lean.hidden))
     system.model.set_adapter("default")
     full = system.model(input_ids=r.sequences, attention_mask=r.attention_mask,
                         position_ids=_position_ids(r.attention_mask), use_cache=False, output_hidden_states=True)
-    torch.testing.assert_close(lean.logp, response_logprobs(full.logits, r.sequences, r.prompt_length))
-    torch.testing.assert_close(lean.entropy, entropy_from_logits(full.logits, r.prompt_length).detach())
+    torch.testing.assert_close(lean.logp, _response_logprobs(full.logits, r.sequences, r.prompt_length))
+    torch.testing.assert_close(lean.entropy, _response_entropy(full.logits, r.prompt_length).detach())
     if critic == "shared":
         torch.testing.assert_close(values, system.value_head(full.hidden_states[-1], r.prompt_length))
     else:
@@ -175,7 +188,7 @@ def test_memory_lean_passes_equal_the_full_logits_path(tiny_checkpoint, critic):
     system.model.set_adapter("default")
     logits = system.model(input_ids=r.sequences, attention_mask=r.attention_mask,
                           position_ids=_position_ids(r.attention_mask)).logits
-    g_full = torch.autograd.grad(masked_mean(response_logprobs(logits, r.sequences, r.prompt_length), mask), params)
+    g_full = torch.autograd.grad(masked_mean(_response_logprobs(logits, r.sequences, r.prompt_length), mask), params)
     for a, b in zip(g_lean, g_full):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
@@ -261,7 +274,7 @@ def test_grpo_resume_is_exact(tiny_checkpoint, tmp_path):
 
 
 def test_components_are_checked_with_one_line_errors(tiny_checkpoint):
-    from tl_lightning.errors import UserError
+    from tl_lightning.core.errors import UserError
     from tl_lightning.objectives.estimators import GRPO
 
     policy = ModelSettings(checkpoint=tiny_checkpoint)

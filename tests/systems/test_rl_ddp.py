@@ -12,6 +12,7 @@ import torch
 
 from tl_lightning.data.prompt_datamodule import ToolPromptDataModule
 from tl_lightning.data.sources import DataSource
+from tl_lightning.models.engine import HFGenerate
 from tl_lightning.models.loading import LoraSettings, ModelSettings
 from tl_lightning.objectives.estimators import GRPO
 from tl_lightning.objectives.kl import FixedKLController
@@ -63,7 +64,10 @@ def _system(ckpt: str) -> PPOSystem:
                          ppo={"ppo_epochs": 2, "minibatch_size": 64, "rollout_chunk_size": PROMPTS_PER_RANK * GROUP},
                          # SGD, not Adam: Adam is invariant to gradient scale and would hide a normalisation error
                          optimizer=functools.partial(torch.optim.SGD, lr=1.0), actor_lr=1.0,
-                         lr_scheduler=WarmupConstant, rollout_seed=3)
+                         lr_scheduler=WarmupConstant, rollout_seed=3,
+                         # transformers generate: with DecodeLoop the ranks and the one process differ by ~1e-6 in
+                         # the update (issue #26 note: not yet explained), above this test's rtol
+                         rollout_engine=HFGenerate())
 
 
 def _policy(system: PPOSystem) -> dict:
@@ -109,11 +113,11 @@ def test_ddp_grpo_ranks_split_prompts_and_match_one_process(tiny_checkpoint, tmp
 
 @pytest.mark.parametrize("world", [1, 2, 3])
 def test_prompt_stream_slices_the_global_batch(world):
+    from tl_lightning.data.batches import prompt_item
     from tl_lightning.data.prompt_datamodule import PromptStream
     from tl_lightning.format.schema import Conversation
 
-    items = [{"input_ids": [i], "conversation": Conversation(id=str(i), tools=(), messages=()), "group": ""}
-             for i in range(10)]
+    items = [prompt_item([i], Conversation(id=str(i), tools=(), messages=())) for i in range(10)]
     one = iter(PromptStream(items, 2 * world, seed=4, start=6))
     ranks = [iter(PromptStream(items, 2, seed=4, start=6, rank=r, world_size=world)) for r in range(world)]
     for _ in range(5):  # across pass boundaries (10 items, new permutation each pass)

@@ -13,9 +13,9 @@ import lightning as L
 import pytest
 import torch
 
+from tl_lightning.core.errors import DataError, UserError
 from tl_lightning.data.prompt_datamodule import ToolPromptDataModule
 from tl_lightning.data.sources import DataSource
-from tl_lightning.errors import DataError, UserError
 from tl_lightning.format.render import ChatTemplateFormat, stop_token_ids
 from tl_lightning.models.generation import GenerationSettings, generate_responses
 from tl_lightning.models.loading import LoraSettings, ModelSettings

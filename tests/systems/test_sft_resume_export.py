@@ -61,7 +61,7 @@ def test_resume_restores_adapter_optimizer_and_step(tiny_checkpoint, tmp_path):
 def test_merge_export_loads_in_plain_transformers(tiny_checkpoint, tmp_path):
     from transformers import AutoModelForCausalLM
 
-    from tl_lightning.export import merge_adapter
+    from tl_lightning.cli.export import merge_adapter
 
     system = _system(tiny_checkpoint, quantization=None)
     system.configure_model()
@@ -81,7 +81,7 @@ def test_merge_export_loads_in_plain_transformers(tiny_checkpoint, tmp_path):
 
 
 def test_inspector_prints_table_and_fails_loudly(tiny_checkpoint, tmp_path, capsys):
-    from tl_lightning.inspect import print_table, token_rows
+    from tl_lightning.cli.inspect import print_table, token_rows
 
     dm = ToolSFTDataModule(tokenizer=tiny_checkpoint, train=DataSource(size=16), max_length=2048)
     dm.load_tokenizer()

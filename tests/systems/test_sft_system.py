@@ -5,10 +5,10 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from tl_lightning.callbacks import HFExport
 from tl_lightning.data.sft_datamodule import ToolSFTDataModule
 from tl_lightning.data.sources import DataSource
 from tl_lightning.models.loading import LoraSettings, ModelSettings
+from tl_lightning.systems.callbacks import HFExport
 from tl_lightning.systems.schedules import WarmupConstant
 from tl_lightning.systems.sft import SFTSystem
 

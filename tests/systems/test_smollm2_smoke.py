@@ -8,7 +8,7 @@ import json
 import math
 from pathlib import Path
 
-from tl_lightning.checkpoints import load_tokenizer
+from tl_lightning.core.checkpoints import load_tokenizer
 from tl_lightning.data.steps import all_step_prompts
 from tl_lightning.data.toolworld import ToolWorld
 from tl_lightning.evaluation.predict import predict

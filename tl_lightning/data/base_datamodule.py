@@ -6,11 +6,12 @@ from __future__ import annotations
 import lightning as L
 from torch.utils.data import DataLoader
 
-from tl_lightning.checkpoints import load_tokenizer
+from tl_lightning.core.checkpoints import load_tokenizer
 from tl_lightning.data.batches import PromptBatch, collate_prompts, prompt_item
 from tl_lightning.data.tokenization import prompt_token_ids
 from tl_lightning.format.render import Renderer, make_renderer
 from tl_lightning.format.schema import Conversation
+from tl_lightning.rewards.taxonomy import ScoringMode
 
 
 class ToolDataModule(L.LightningDataModule):
@@ -26,10 +27,11 @@ class ToolDataModule(L.LightningDataModule):
     def renderer(self) -> Renderer:
         return make_renderer(self.hparams.prompt_format, self.load_tokenizer())
 
-    def prompt_items(self, prompts: list[Conversation], group: str = "") -> list[dict]:
+    def prompt_items(self, prompts: list[Conversation], group: str = "",
+                     scoring: ScoringMode = "lenient") -> list[dict]:
         """Step prompts → items of a prompt loader (tokenized once, here, with this module's renderer)."""
         ids = prompt_token_ids(prompts, self.renderer(), self.load_tokenizer())
-        return [prompt_item(i, c, group) for i, c in zip(ids, prompts)]
+        return [prompt_item(i, c, group, scoring) for i, c in zip(ids, prompts)]
 
     @staticmethod
     def prompt_loader(items: list[dict], batch_size: int) -> DataLoader:

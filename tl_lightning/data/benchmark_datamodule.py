@@ -15,12 +15,13 @@ from typing import Literal
 
 from torch.utils.data import DataLoader
 
+from tl_lightning.core.errors import DataError, UserError, as_dataclass
 from tl_lightning.data.base_datamodule import ToolDataModule
 from tl_lightning.data.loaders import LoadReport, load_source
 from tl_lightning.data.loaders.bfcl import OFFICIAL_CATEGORIES
 from tl_lightning.data.steps import all_step_prompts
-from tl_lightning.errors import DataError, UserError, as_dataclass
 from tl_lightning.format.schema import Conversation
+from tl_lightning.rewards.taxonomy import ScoringMode
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ class BenchmarkSource:
     """tooleyes raw file: the Tool_Library folder under `root`."""
     limit: int | None = None
     """Evaluate at most this many items (smoke runs)."""
-    scoring: Literal["official", "lenient"] | None = None
+    scoring: ScoringMode | None = None
     """How responses are scored: "official" reproduces the benchmark's own scorer item by item (RoTBench
     evaluate.py; BFCL ast_checker for its Python AST and irrelevance categories); "lenient" is our own reading
     (docs/taxonomy.md). Default: official where the benchmark has one, else lenient."""
@@ -52,7 +53,7 @@ def official_available(source: BenchmarkSource) -> bool:
     return source.format == "rotbench" or source.format == "bfcl" and source.path in OFFICIAL_CATEGORIES
 
 
-def scoring_mode(source: BenchmarkSource) -> str:
+def scoring_mode(source: BenchmarkSource) -> ScoringMode:
     """The source's scoring mode, its default resolved; "official" where none is reproduced is a `UserError`."""
     if source.scoring is None:
         return "official" if official_available(source) else "lenient"
@@ -81,9 +82,7 @@ def _load(source: BenchmarkSource, root: Path, on_error: str, bfcl_dir: str | No
     # Trajectories without gold become per-step prompts; benchmark items with gold (or ToolEyes queries) stay as is.
     convs = [c for conv in convs for c in (all_step_prompts([conv]) if conv.gold is None and source.format in
                                            ("conversations", "openai") else [conv])]
-    convs = convs[: source.limit] if source.limit else convs
-    mode = scoring_mode(source)  # recorded per prompt: the system scores each prompt by its own benchmark's mode
-    return [replace(c, meta={**c.meta, "scoring": mode}) for c in convs]
+    return convs[: source.limit] if source.limit else convs
 
 
 class BenchmarkDataModule(ToolDataModule):
@@ -125,7 +124,8 @@ class BenchmarkDataModule(ToolDataModule):
         bfcl_dir = self._bfcl_dir()
         for b in self.benchmarks:
             convs = _load(b, root, self.hparams.on_error, bfcl_dir)
-            self.items += self.prompt_items(convs, b.name)
+            # each prompt carries its benchmark's mode: the system scores every prompt by its own benchmark's rules
+            self.items += self.prompt_items(convs, b.name, scoring_mode(b))
             log.info("benchmark %s: %d prompts", b.name, len(convs))
 
     def _bfcl_dir(self) -> str | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from tl_lightning.constants import IGNORE_INDEX
+from tl_lightning.core.constants import IGNORE_INDEX
 
 
 def pack_rows(lengths: list[int], capacity: int) -> list[list[int]]:

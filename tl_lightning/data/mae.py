@@ -22,7 +22,7 @@ import json
 import re
 from abc import ABC, abstractmethod
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from tl_lightning.format.schema import Conversation, Message
@@ -295,4 +295,4 @@ def apply_mae(conv: Conversation, settings: MAESettings, counts: Counter | None 
             continue
         skip_tools = False
         kept.append(m)
-    return Conversation(conv.id, conv.tools, tuple(kept), conv.gold, conv.source, conv.meta), frozenset()
+    return replace(conv, messages=tuple(kept)), frozenset()

@@ -11,7 +11,7 @@ Levels, as RoTBench builds its five environments:
 
 The renaming is applied consistently to the tool list, every assistant call (gold and history), and the names that
 tool feedback quotes (``get_x() missing ... 'query'``), so a noisy conversation is the clean one in another
-vocabulary. ``meta["noise"]`` records the maps; ``meta["free_text_tools"]`` names the tools that now play the
+vocabulary. ``meta["noise"]`` records the maps; ``Conversation.free_text_tools`` names the tools that now play the
 ``finish`` / ``ask_to_user`` roles, whose free-text arguments the scorer does not compare.
 """
 
@@ -24,7 +24,7 @@ from dataclasses import replace
 from typing import Literal
 
 from tl_lightning.format.schema import Conversation, ToolCall, ToolParam, ToolSpec
-from tl_lightning.format.tools import FREE_TEXT_TOOLS
+from tl_lightning.format.tools import free_text_tools_of
 
 NoiseLevel = Literal["clean", "slight", "medium", "heavy", "union"]
 NOISE_LEVELS: tuple[str, ...] = ("clean", "slight", "medium", "heavy", "union")
@@ -64,14 +64,13 @@ def add_noise(conv: Conversation, level: NoiseLevel, seed: int = 0) -> Conversat
             m = replace(m, content=_rename_in_feedback(m.content, last_calls, tool_map, param_maps))
         messages.append(m)
     gold = None if conv.gold is None else tuple(tuple(call(c) for c in answer) for answer in conv.gold)
-    free = sorted(tool_map.get(n, n) for n in conv.meta.get("free_text_tools", FREE_TEXT_TOOLS) if n in tool_map)
-    # raw benchmark golds and schemas (RoTBench strings, BFCL answers) name the old tools: the renamed gold rules
-    kept = {k: v for k, v in conv.meta.items()
-            if k not in ("rotbench_answers", "rotbench_tool_names", "bfcl_functions", "possible_answer")}
-    meta = {**kept, "free_text_tools": free,
-            "noise": {"level": level, "tool_level": tool_level, "param_level": param_level, "tools": tool_map,
-                      "params": {k: v for k, v in param_maps.items() if v}, "added": added}}
-    return Conversation(f"{conv.id}~{level}", tools, tuple(messages), gold, conv.source, meta)
+    free = sorted(tool_map.get(n, n) for n in free_text_tools_of(conv) if n in tool_map)
+    meta = {**conv.meta, "noise": {"level": level, "tool_level": tool_level, "param_level": param_level,
+                                   "tools": tool_map, "params": {k: v for k, v in param_maps.items() if v},
+                                   "added": added}}
+    # benchmark_gold is dropped: the raw benchmark golds and schemas name the old tools; the renamed `gold` rules
+    # (scored leniently)
+    return Conversation(f"{conv.id}~{level}", tools, tuple(messages), gold, conv.source, meta, tuple(free))
 
 
 def _noisy_spec(t: ToolSpec, tool_map: dict, pmap: dict, extra: tuple[str, str] | None) -> ToolSpec:

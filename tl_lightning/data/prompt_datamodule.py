@@ -18,12 +18,12 @@ from typing import Literal
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
+from tl_lightning.core.errors import DataError, UserError, as_dataclass
 from tl_lightning.data.base_datamodule import ToolDataModule
 from tl_lightning.data.batches import PromptBatch, collate_prompts
 from tl_lightning.data.mae import MAESettings
 from tl_lightning.data.sources import DataSource
 from tl_lightning.data.steps import all_step_prompts
-from tl_lightning.errors import DataError, UserError, as_dataclass
 
 log = logging.getLogger(__name__)
 

@@ -18,6 +18,7 @@ from typing import Literal
 
 from torch.utils.data import DataLoader, DistributedSampler
 
+from tl_lightning.core.errors import DataError, as_dataclass
 from tl_lightning.data.base_datamodule import ToolDataModule
 from tl_lightning.data.collate import pack_sft_batch, pad_sft_batch
 from tl_lightning.data.mae import MAESettings, apply_mae
@@ -26,7 +27,6 @@ from tl_lightning.data.sources import DataSource
 from tl_lightning.data.steps import all_step_prompts
 from tl_lightning.data.tokenization import Encoded, check_prefix, encode_rendered
 from tl_lightning.data.weighting import PKTWeighting, TokenWeighting
-from tl_lightning.errors import DataError, as_dataclass
 from tl_lightning.format.render import Rendered
 from tl_lightning.format.schema import Conversation
 
@@ -112,7 +112,7 @@ class ToolSFTDataModule(ToolDataModule):
                             check: bool = False) -> tuple[Encoded | None, Rendered | None, frozenset[int]]:
         """MAE → render → tokenize one conversation: (encoded or None if MAE dropped it, rendered, blocked turns).
 
-        The one path used by training and by the inspector (`python -m tl_lightning.inspect`).
+        The one path used by training and by the inspector (`python -m tl_lightning.cli.inspect`).
         """
         kept, blocked = apply_mae(conv, self.mae, counts)
         if kept is None:

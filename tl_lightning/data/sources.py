@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from tl_lightning.core.errors import DataError
 from tl_lightning.data.loaders import LoadReport, as_hf_dataset
 from tl_lightning.data.toolworld import ToolWorld
-from tl_lightning.errors import DataError
 from tl_lightning.format.schema import Conversation
 
 

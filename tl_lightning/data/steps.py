@@ -8,6 +8,7 @@ in training. Benchmark items that already carry `gold` (RoTBench, BFCL, ToolAlpa
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 
 from tl_lightning.data.mae import ErrorDetector, StructuredDetector, erroneous_turns
 from tl_lightning.format.schema import Conversation
@@ -22,8 +23,9 @@ def step_prompts(conv: Conversation, detector: ErrorDetector | None = Structured
     bad = erroneous_turns(conv, detector)
     for i, m in enumerate(conv.messages):
         if m.role == "assistant" and m.calls and i not in bad:
-            yield Conversation(f"{conv.id}#{i}", conv.tools, conv.messages[:i], ((m.calls),), conv.source,
-                               {**conv.meta, "step": i})
+            # replace(): every other field (free-text tools, ...) carries over to the step
+            yield replace(conv, id=f"{conv.id}#{i}", messages=conv.messages[:i], gold=(m.calls,),
+                          meta={**conv.meta, "step": i})
             if first_only:
                 return
 

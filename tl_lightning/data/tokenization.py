@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tl_lightning.constants import IGNORE_INDEX
+from tl_lightning.core.constants import IGNORE_INDEX
 from tl_lightning.data.weighting import TokenWeighting, UniformWeighting
 from tl_lightning.format.render import Rendered, Renderer
 from tl_lightning.format.schema import Conversation

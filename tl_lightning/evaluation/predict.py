@@ -8,14 +8,14 @@ from dataclasses import dataclass
 
 from tl_lightning.data.batches import PromptBatch
 from tl_lightning.data.tokenization import prompt_token_ids
-from tl_lightning.format.call_format import ParseResult, parse_calls
-from tl_lightning.format.first_call import parse_first_call
+from tl_lightning.format.call_format import ParseResult
 from tl_lightning.format.render import Renderer, stop_token_ids
 from tl_lightning.format.schema import Conversation
-from tl_lightning.format.tools import FREE_TEXT_TOOLS, free_text_tools_of
-from tl_lightning.metrics.scoring import score_response
-from tl_lightning.models.generation import GenerationSettings, generate_responses
-from tl_lightning.rewards.taxonomy import Classification, Convention, classify, golds_for
+from tl_lightning.format.tools import FREE_TEXT_TOOLS
+from tl_lightning.metrics.scoring import score_by_mode
+from tl_lightning.models.engine import DecodeLoop, RolloutEngine
+from tl_lightning.models.generation import GenerationSettings
+from tl_lightning.rewards.taxonomy import Classification, ScoringMode
 
 log = logging.getLogger(__name__)
 
@@ -31,18 +31,15 @@ class Prediction:
     prompt_tokens: int
     response_tokens: int
     group: str = ""
-
-
-def classify_response(text: str, conv: Conversation, free_text_tools: frozenset[str] = FREE_TEXT_TOOLS,
-                      convention: Convention = "lenient") -> tuple[ParseResult, Classification]:
-    """Parse a response and classify it against the step prompt's gold (the prompt's own free-text tools win)."""
-    parsed = parse_calls(text) if convention == "lenient" else parse_first_call(text)
-    return parsed, classify(parsed, golds_for(conv), conv.tools, free_text_tools_of(conv, free_text_tools), convention)
+    scoring: ScoringMode = "lenient"
 
 
 def predict_batch(model, tokenizer, batch: PromptBatch, settings: GenerationSettings, batch_size: int | None = None,
-                  free_text_tools: frozenset[str] = FREE_TEXT_TOOLS) -> list[Prediction]:
-    """Decode a `PromptBatch` (in its order; generated `batch_size` at a time, shortest prompts together)."""
+                  free_text_tools: frozenset[str] = FREE_TEXT_TOOLS,
+                  engine: RolloutEngine | None = None) -> list[Prediction]:
+    """Decode a `PromptBatch` (in its order; generated `batch_size` at a time, shortest prompts together) with
+    `engine` (default: a `DecodeLoop`; pass one engine across calls so that its dense copy is built once)."""
+    engine = engine or DecodeLoop()
     ids = batch.input_ids
     too_long = sum(len(x) > settings.max_prompt_length for x in ids)
     if too_long:  # the head (tool definitions) is cut: results on these prompts are not comparable
@@ -54,20 +51,23 @@ def predict_batch(model, tokenizer, batch: PromptBatch, settings: GenerationSett
     responses: dict[int, list[int]] = {}
     for start in range(0, len(order), step):
         chunk = order[start:start + step]
-        outs = generate_responses(model, [ids[i] for i in chunk], tokenizer.pad_token_id, stops, settings)
+        outs = engine.generate(model, [ids[i] for i in chunk], tokenizer.pad_token_id, stops, settings)
         responses.update(zip(chunk, outs.responses))
     preds = []
     for i, conv in enumerate(batch.conversations):
         text = tokenizer.decode(responses[i], skip_special_tokens=True)
-        # benchmark prompts carry their scoring mode (BenchmarkDataModule); other prompts are scored leniently
-        parsed, classification = score_response(text, conv, conv.meta.get("scoring", "lenient"), free_text_tools)
-        preds.append(Prediction(conv, text, parsed, classification, len(ids[i]), len(responses[i]), batch.groups[i]))
+        # benchmark prompts carry their benchmark's scoring mode (BenchmarkDataModule); other prompts are lenient
+        mode = batch.scoring[i]
+        parsed, classification = score_by_mode(text, conv, mode, free_text_tools)
+        preds.append(Prediction(conv, text, parsed, classification, len(ids[i]), len(responses[i]), batch.groups[i],
+                                mode))
     return preds
 
 
 def predict(model, tokenizer, renderer: Renderer, prompts: list[Conversation], settings: GenerationSettings,
-            batch_size: int = 8, free_text_tools: frozenset[str] = FREE_TEXT_TOOLS) -> list[Prediction]:
+            batch_size: int = 8, free_text_tools: frozenset[str] = FREE_TEXT_TOOLS,
+            engine: RolloutEngine | None = None) -> list[Prediction]:
     """Render, tokenize and decode step prompts (in their order), each parsed and classified against its gold."""
     ids = prompt_token_ids(prompts, renderer, tokenizer)
     return predict_batch(model, tokenizer, PromptBatch(ids, list(prompts), [""] * len(prompts)), settings, batch_size,
-                         free_text_tools)
+                         free_text_tools, engine)

@@ -38,7 +38,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from tl_lightning.errors import UserError
+from tl_lightning.core.errors import UserError
 from tl_lightning.format.call_format import Span, join_rendered, plain_name, render_calls
 from tl_lightning.format.schema import Conversation, Message, ToolSpec
 

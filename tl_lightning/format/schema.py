@@ -167,12 +167,45 @@ class Message:
 
 
 @dataclass(frozen=True)
+class RotbenchGold:
+    """What RoTBench's `evaluate.py` reads, kept raw by the loader for the official scoring mode.
+
+    Attributes:
+        answers: the gold answer strings (`Thought:\nAction: ...\nAction Input: {...}`), as in the file.
+        tool_names: the tool names the script reads from the system prompt (its `finish` rule uses the last).
+    """
+
+    answers: tuple[str, ...]
+    tool_names: tuple[str | None, ...] | None
+
+
+@dataclass(frozen=True)
+class BfclGold:
+    """What BFCL's checker reads, kept raw by the loader.
+
+    Attributes:
+        category: the BFCL category ("simple", "live_parallel", ...): the checker's rules depend on it.
+        functions: the raw function documents (the checker reads types our `ToolSpec` folds together).
+        possible_answer: per gold call, `{name: {param: [acceptable values]}}` ("" = may be omitted); None for
+            irrelevance (no call expected) and exec categories (a call string, already in `Conversation.gold`).
+    """
+
+    category: str
+    functions: tuple[dict, ...]
+    possible_answer: tuple[dict, ...] | None = None
+
+
+@dataclass(frozen=True)
 class Conversation:
     """A tool-use conversation.
 
     `messages` is the context (and, for training data, the full trajectory). `gold`, when present, lists the
     acceptable answers for the *next* assistant step after `messages`; each answer is a list of calls (several
     for parallel calls). Benchmarks (RoTBench, BFCL) give several acceptable answers; training data gives none.
+
+    Typed fields carry what other layers read: `free_text_tools` (the finish / ask-the-user tools of this
+    conversation when noise renamed them; None: the scorer's default set) and `benchmark_gold` (what a benchmark's
+    official scorer reads). `meta` is for provenance only (noise level, scenario, API name): nothing scores by it.
     """
 
     id: str
@@ -181,6 +214,8 @@ class Conversation:
     gold: tuple[tuple[ToolCall, ...], ...] | None = None
     source: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
+    free_text_tools: tuple[str, ...] | None = None
+    benchmark_gold: RotbenchGold | BfclGold | None = None
 
     @property
     def tool_names(self) -> tuple[str, ...]:
@@ -190,7 +225,7 @@ class Conversation:
         return next((t for t in self.tools if t.name == name), None)
 
     def to_dict(self) -> dict:
-        return {
+        d = {
             "id": self.id,
             "tools": [_tool_to_dict(t) for t in self.tools],
             "messages": [m.to_dict() for m in self.messages],
@@ -198,6 +233,11 @@ class Conversation:
             "source": self.source,
             "meta": self.meta,
         }
+        if self.free_text_tools is not None:  # the optional fields only when set: an item's size is its content's
+            d["free_text_tools"] = list(self.free_text_tools)
+        if self.benchmark_gold is not None:
+            d["benchmark_gold"] = _benchmark_gold_to_dict(self.benchmark_gold)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "Conversation":
@@ -209,6 +249,8 @@ class Conversation:
             gold=None if gold is None else tuple(tuple(ToolCall.from_dict(c) for c in ans) for ans in gold),
             source=d.get("source", ""),
             meta=dict(d.get("meta") or {}),
+            free_text_tools=None if d.get("free_text_tools") is None else tuple(d["free_text_tools"]),
+            benchmark_gold=_benchmark_gold_from_dict(d.get("benchmark_gold")),
         )
 
     def to_json(self) -> str:
@@ -217,6 +259,26 @@ class Conversation:
     @classmethod
     def from_json(cls, s: str) -> "Conversation":
         return cls.from_dict(json.loads(s))
+
+
+def _benchmark_gold_to_dict(g: RotbenchGold | BfclGold | None) -> dict | None:
+    if isinstance(g, RotbenchGold):
+        return {"scorer": "rotbench", "answers": list(g.answers),
+                "tool_names": None if g.tool_names is None else list(g.tool_names)}
+    if isinstance(g, BfclGold):
+        return {"scorer": "bfcl", "category": g.category, "functions": list(g.functions),
+                "possible_answer": None if g.possible_answer is None else list(g.possible_answer)}
+    return None
+
+
+def _benchmark_gold_from_dict(d: dict | None) -> RotbenchGold | BfclGold | None:
+    if not d:
+        return None
+    if d["scorer"] == "rotbench":
+        names = d.get("tool_names")
+        return RotbenchGold(tuple(d["answers"]), None if names is None else tuple(names))
+    answer = d.get("possible_answer")
+    return BfclGold(d["category"], tuple(d["functions"]), None if answer is None else tuple(answer))
 
 
 def _tool_to_dict(t: ToolSpec) -> dict:

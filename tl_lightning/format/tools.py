@@ -9,6 +9,6 @@ ask-the-user tool getDetails. Configurable wherever calls are scored."""
 
 def free_text_tools_of(conversation, default: frozenset[str] = FREE_TEXT_TOOLS) -> frozenset[str]:
     """The free-text tools of one conversation: noisy data (data/noise.py) renames the finish / ask-the-user roles
-    per conversation and records the new names in `meta["free_text_tools"]`."""
-    names = conversation.meta.get("free_text_tools")
+    per conversation and records the new names in `Conversation.free_text_tools`."""
+    names = conversation.free_text_tools
     return frozenset(names) if names is not None else default

@@ -7,61 +7,64 @@
     (`rotbench_official.py`) and BFCL's decoder and `ast_checker` for Python categories (`bfcl_decoder.py`,
     `bfcl_ast.py`). TS / PI / CF are the official script's (BFCL's verdict is CF; TS / PI follow from where its
     check failed); the error category says where the check failed. Available where the conversation carries what
-    that scorer reads (the loaders keep the raw RoTBench gold strings and BFCL schemas in `meta`).
+    that scorer reads (the loaders keep the raw RoTBench gold strings and BFCL schemas in `benchmark_gold`).
 
-The datamodule records each benchmark's mode in `meta["scoring"]`; evaluation calls `score_response`.
+`BenchmarkDataModule` hands each prompt's mode to the system in `PromptBatch.scoring`; `evaluation.predict` calls
+`score_by_mode`. The lenient mode is the reward's own `rewards.reward.score_response`: one reading of a response.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Literal
+from typing import Any
 
 from tl_lightning.format.call_format import ParseFailure, ParseResult, parse_calls
-from tl_lightning.format.schema import Conversation, ToolCall
-from tl_lightning.format.tools import FREE_TEXT_TOOLS, free_text_tools_of
+from tl_lightning.format.schema import BfclGold, Conversation, RotbenchGold, ToolCall
+from tl_lightning.format.tools import FREE_TEXT_TOOLS
 from tl_lightning.metrics.bfcl_ast import Verdict, check
 from tl_lightning.metrics.bfcl_decoder import DecodeError, as_bfcl_answer, decode_ast, is_empty_output
 from tl_lightning.metrics.rotbench_official import OfficialResult, as_rotbench_answer, score_official
-from tl_lightning.rewards.taxonomy import CATEGORIES, Classification, GoldCall, classify, golds_for
+from tl_lightning.rewards.reward import score_response
+from tl_lightning.rewards.taxonomy import CATEGORIES, Classification, GoldCall, ScoringMode, golds_for
 
-ScoringMode = Literal["official", "lenient"]
 SCORING_MODES: tuple[str, ...] = ("official", "lenient")
 OFFICIAL_SCORERS = {"rotbench": "RoTBench evaluate.py", "bfcl": "BFCL ast_checker"}
 
 
 def official_scorer(conv: Conversation) -> str | None:
     """The official scorer that can score `conv` ("rotbench" / "bfcl"), or None."""
-    if "rotbench_answers" in conv.meta and "rotbench_tool_names" in conv.meta:
+    official = conv.benchmark_gold
+    if isinstance(official, RotbenchGold):
         return "rotbench"
-    if "bfcl_functions" in conv.meta and ("possible_answer" in conv.meta or conv.gold == ((),)):
+    if isinstance(official, BfclGold) and (official.possible_answer is not None or conv.gold == ((),)):
         return "bfcl"
     return None
 
 
-def scoring_label(mode: str, conv: Conversation) -> str:
+def scoring_label(mode: ScoringMode, conv: Conversation) -> str:
     """What produced the numbers, as the summary shows it: "official (RoTBench evaluate.py)" or "lenient"."""
     scorer = official_scorer(conv) if mode == "official" else None
     return f"official ({OFFICIAL_SCORERS[scorer]})" if scorer else "lenient"
 
 
-def score_response(text: str, conv: Conversation, mode: str = "lenient",
-                   free_text_tools: frozenset[str] = FREE_TEXT_TOOLS) -> tuple[ParseResult, Classification]:
-    """Parse and classify a response under a scoring mode; `official` falls back to `lenient` where the
-    conversation has no official scorer (the summary's label says which applied)."""
+def score_by_mode(text: str, conv: Conversation, mode: ScoringMode = "lenient",
+                  free_text_tools: frozenset[str] = FREE_TEXT_TOOLS) -> tuple[ParseResult, Classification]:
+    """Parse and classify a response under a scoring mode; `official` falls back to `lenient` (the reward's
+    reading, `rewards.reward.score_response`) where the conversation has no official scorer (the summary's label
+    says which applied)."""
     scorer = official_scorer(conv) if mode == "official" else None
     if scorer == "rotbench":
         return _rotbench(text, conv)
     if scorer == "bfcl":
         return _bfcl(text, conv)
-    parsed = parse_calls(text)
-    return parsed, classify(parsed, golds_for(conv), conv.tools, free_text_tools_of(conv, free_text_tools))
+    return score_response(text, conv, "lenient", free_text_tools)
 
 
 # ---------------------------------------------------------------------------------------------------- RoTBench
 def _rotbench(text: str, conv: Conversation) -> tuple[ParseResult, Classification]:
-    result = score_official(as_rotbench_answer(text), conv.meta["rotbench_answers"],
-                            conv.meta["rotbench_tool_names"])
+    official = conv.benchmark_gold
+    result = score_official(as_rotbench_answer(text), list(official.answers),
+                            None if official.tool_names is None else list(official.tool_names))
     scores = {"ts": float(result.ts), "pi": float(result.pi), "cf": float(result.cf)}
     call = ToolCall(result.action, result.arguments) if isinstance(result.arguments, dict) and result.action else None
     gold = _gold_for_action(conv, result.action) if call else None
@@ -72,7 +75,7 @@ def _rotbench(text: str, conv: Conversation) -> tuple[ParseResult, Classificatio
 
 def _gold_for_action(conv: Conversation, action: str) -> GoldCall | None:
     """The first gold alternative calling `action` (or the finish tool, for a prediction naming `finish`)."""
-    names = conv.meta["rotbench_tool_names"] or [None]
+    names = conv.benchmark_gold.tool_names or [None]
     for answer in golds_for(conv):
         if len(answer) == 1 and (answer[0].name == action or action == "finish" and answer[0].name == names[-1]):
             return answer[0]
@@ -91,7 +94,7 @@ def _rotbench_category(result: OfficialResult, call: ToolCall | None, gold: Gold
         return "format_error"
     if result.ts and gold is not None:
         return _param_flags(call, gold, conv)
-    offered = {n for n in conv.meta["rotbench_tool_names"] or () if n} | set(conv.tool_names)
+    offered = {n for n in conv.benchmark_gold.tool_names or () if n} | set(conv.tool_names)
     return "wrong_tool" if call.name in offered or call.name == "finish" else "tool_hallucination"
 
 
@@ -122,7 +125,8 @@ def _bfcl(text: str, conv: Conversation) -> tuple[ParseResult, Classification]:
         ok = is_empty_output(decoded)
         return parsed, Classification("correct" if ok else "wrong_count", calls, 0,
                                       "" if ok else "a call where none was expected")
-    verdict = check(conv.meta["bfcl_functions"], decoded, conv.meta["possible_answer"], conv.meta.get("category", ""))
+    official = conv.benchmark_gold
+    verdict = check(list(official.functions), decoded, list(official.possible_answer), official.category)
     category = "correct" if verdict.valid else _bfcl_category(verdict, calls, conv)
     pairs = _pairs(calls, conv) if category != "wrong_count" else ()
     return parsed, Classification(category, calls, 0, verdict.error_type, pairs)
@@ -154,8 +158,8 @@ def _called_names(calls: tuple[ToolCall, ...]) -> Counter:
 def _gold_names(conv: Conversation) -> Counter:
     """The tools BFCL's checker matches the output against: every gold call's for parallel items, the first
     gold call's otherwise (`multiple` checks only the first)."""
-    answer = conv.meta["possible_answer"]
-    checked = answer if "parallel" in conv.meta.get("category", "") else answer[:1]
+    answer = conv.benchmark_gold.possible_answer
+    checked = answer if "parallel" in conv.benchmark_gold.category else answer[:1]
     return Counter(next(iter(entry)) for entry in checked)
 
 

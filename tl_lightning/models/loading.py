@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 
-from tl_lightning.checkpoints import CheckpointBuilder, ensure_checkpoint, resolve_checkpoint
-from tl_lightning.errors import UserError
+from tl_lightning.core.checkpoints import CheckpointBuilder, ensure_checkpoint, resolve_checkpoint
+from tl_lightning.core.errors import UserError
 
 log = logging.getLogger(__name__)
 Quantization = Literal["nf4", "int8", "none"] | None
@@ -197,22 +198,66 @@ def load_policy(settings: ModelSettings, device: torch.device | str = "cpu") -> 
     return model
 
 
-_LOGIT_POSTPROCESSING = ("final_logit_softcapping", "logit_scale", "output_multiplier_scale")
+def _softcap(cap: float) -> Callable[[torch.Tensor], torch.Tensor]:
+    return lambda logits: torch.tanh(logits / cap) * cap
 
 
-def decoder_and_head(model) -> tuple[torch.nn.Module, torch.nn.Module]:
+def _times(scale: float) -> Callable[[torch.Tensor], torch.Tensor]:
+    return lambda logits: logits * scale
+
+
+def _divided_by(scale: float) -> Callable[[torch.Tensor], torch.Tensor]:
+    return lambda logits: logits / scale
+
+
+# What a causal LM's forward does to the head's output before returning logits, by class: (config attribute, the
+# transform its value gives), the same operations in the same order as transformers' modeling_*.py (checked against
+# transformers 5.23; tests/models/test_loading.py compares each family with model(...).logits).
+_POSTPROCESSED_CLASSES = {
+    **dict.fromkeys(("Gemma2ForCausalLM", "Gemma3ForCausalLM", "VaultGemmaForCausalLM"),
+                    ("final_logit_softcapping", _softcap)),
+    **dict.fromkeys(("CohereForCausalLM", "Cohere2ForCausalLM"), ("logit_scale", _times)),
+    **dict.fromkeys(("GraniteForCausalLM", "GraniteMoeForCausalLM", "GraniteMoeSharedForCausalLM",
+                     "GraniteMoeHybridForCausalLM"), ("logits_scaling", _divided_by)),
+}
+# Config attributes that post-process logits in some model, with the value that leaves them unchanged. Set on a class
+# not listed above, they are refused: the same name means different things across models (HyperCLOVAX multiplies by
+# `logits_scaling`, Granite divides), so applying one model's rule to another would be silently wrong.
+_POSTPROCESSING_ATTRIBUTES = {"final_logit_softcapping": None, "logits_soft_cap": None, "output_logit_soft_cap": None,
+                              "logit_scale": 1.0, "logits_scaling": 1.0, "lm_head_multiplier": 1.0,
+                              "output_multiplier": 1.0, "output_multiplier_scale": 1.0}
+
+
+def output_head(base) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Final hidden states → the logits `base(...)` returns: the output embeddings, then the post-processing of its
+    class (soft-capping, scaling), if any. A post-processing of an unlisted class is a one-line `UserError`."""
+    head = base.get_output_embeddings()
+    config = base.config.get_text_config()
+    known = _POSTPROCESSED_CLASSES.get(type(base).__name__)
+    if known is not None:
+        attr, transform = known
+        value = getattr(config, attr, None)
+        if value is None:  # e.g. Gemma 3 without soft-capping: its forward skips the step too
+            return head
+        post = transform(value)
+        return lambda hidden: post(head(hidden))
+    for attr, unchanged in _POSTPROCESSING_ATTRIBUTES.items():
+        value = getattr(config, attr, None)
+        if value is not None and value != unchanged:
+            raise UserError(f"{type(base).__name__} sets {attr}={value}, a post-processing of its logits that the "
+                            "hidden-state loss (SFT and RL) does not know for this model class")
+    return head
+
+
+def decoder_and_head(model) -> tuple[torch.nn.Module, Callable[[torch.Tensor], torch.Tensor]]:
     """(the decoder stack returning final hidden states, the output head) of a causal LM, peft-wrapped or not.
 
-    Calling them separately lets a caller apply the head only where it needs logits (objectives/chunked.py). Active
-    LoRA adapters and `disable_adapter()` apply inside both, as in a normal forward. Models whose logits are
-    post-processed after the head (soft-capping, scaling) are refused: the split would change their outputs.
+    Calling them separately lets a caller apply the head only where it needs logits (objectives/chunked.py); the
+    head includes the model's logit post-processing (`output_head`), so head(decoder(x)) equals model(x).logits.
+    Active LoRA adapters and `disable_adapter()` apply inside both, as in a normal forward.
     """
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    for attr in _LOGIT_POSTPROCESSING:
-        if getattr(base.config, attr, None) not in (None, 1, 1.0):
-            raise UserError(f"{type(base).__name__} post-processes its logits ({attr}); the hidden-state path "
-                            "(PPO, SFT loss_chunk_size) does not support it: use an SFT loss_chunk_size of null")
-    return base.get_decoder(), base.get_output_embeddings()
+    return base.get_decoder(), output_head(base)
 
 
 def disable_lora_dropout(model: torch.nn.Module) -> int:

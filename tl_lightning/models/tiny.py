@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from tl_lightning.checkpoints import CheckpointBuilder
+from tl_lightning.core.checkpoints import CheckpointBuilder
 
 # LLaMA-2 / CodeLLaMA-Instruct style template; {% generation %} marks assistant tokens (env-notes §3).
 CHAT_TEMPLATE = (

@@ -2,10 +2,10 @@
 full-vocabulary fp32 logits for a whole batch.
 
 Note [chunked head]: the caller passes only the positions it needs (PPO: the response; SFT: the trained tokens),
-flattened to (n, h). Each chunk's logits live only inside `_chunk`; with autograd on, the chunk is checkpointed,
-so backward recomputes its logits instead of keeping them. Peak logits memory is chunk × vocab × 4 bytes, against
-batch × sequence × vocab × 4 (plus its log-softmax and gradient) for the full path. The results equal the full
-path's up to float rounding (tested).
+flattened to (n, h). Each chunk's logits live only inside `_chunk`; with autograd on and `recompute`, the chunk is
+checkpointed, so backward recomputes its logits instead of keeping them. Peak logits memory is chunk × vocab × 4
+bytes, against batch × sequence × vocab × 4 (plus its log-softmax and gradient) for full-vocabulary logits of every
+position. The results equal a full-logits computation's up to float rounding (tested).
 """
 
 from __future__ import annotations
@@ -44,7 +44,8 @@ def _chunk(hidden: torch.Tensor, targets: torch.Tensor, head: Callable, with_ent
 
 
 def head_stats(hidden: torch.Tensor, head: Callable[[torch.Tensor], torch.Tensor], targets: torch.Tensor,
-               chunk_size: int | None = 1024, with_entropy: bool = False, temperature: float = 1.0) -> HeadStats:
+               chunk_size: int | None = 1024, with_entropy: bool = False, temperature: float = 1.0,
+               recompute: bool = True) -> HeadStats:
     """Log-probs of `targets` under `head(hidden)`, `chunk_size` positions at a time (None: all at once).
 
     Args:
@@ -54,17 +55,23 @@ def head_stats(hidden: torch.Tensor, head: Callable[[torch.Tensor], torch.Tensor
         chunk_size: positions per chunk.
         with_entropy: also return the entropy of each position's distribution (no gradient flows through it).
         temperature: the distribution is softmax(logits / temperature) (RL: the rollouts' sampling temperature).
+        recompute: with autograd on, checkpoint each chunk (backward recomputes its logits); False keeps every
+            chunk's logits for backward: no second head matmul, and no memory cost when a single chunk's backward
+            follows right after it (SFT with `loss_chunk_size: null`).
     """
     n = hidden.size(0)
-    size = n if not chunk_size else max(1, chunk_size)
-    grad = torch.is_grad_enabled() and hidden.requires_grad
+    size = max(1, chunk_size or n)  # at least 1: range() needs a step even with no positions
+    checkpointed = recompute and torch.is_grad_enabled() and hidden.requires_grad
     parts = []
     for start in range(0, n, size):
         args = (hidden[start:start + size], targets[start:start + size], head, with_entropy, temperature)
-        parts.append(checkpoint(_chunk, *args, use_reentrant=False) if grad else _chunk(*args))
+        parts.append(checkpoint(_chunk, *args, use_reentrant=False) if checkpointed else _chunk(*args))
     if not parts:
-        empty = hidden.new_zeros(0, dtype=torch.float32)
-        return HeadStats(empty, empty if with_entropy else None, torch.zeros(0, dtype=torch.bool, device=hidden.device))
+        # (0,) but on the graph: a loss summed from it back-propagates zeros instead of failing (a micro-batch
+        # without trained tokens), and the decoder's parameters still get (zero) gradients
+        empty = hidden.float().sum(-1) * 0
+        return HeadStats(empty, empty.detach() if with_entropy else None,
+                         torch.zeros(0, dtype=torch.bool, device=hidden.device))
     logp = torch.cat([p[0] for p in parts])
     correct = torch.cat([p[1] for p in parts])
     entropy = torch.cat([p[2] for p in parts]).detach() if with_entropy else None

@@ -1,12 +1,15 @@
 """Weighted-token cross-entropy (PKT's objective, paper.md §4): loss = Σ w·CE / Σ w over labelled tokens.
 
-Note [label shift]: `labels` and `weights` are aligned with `input_ids` (unshifted); this function shifts once,
-so position t's logits predict token t+1.
+Here from full-vocabulary logits (benchmarks, analysis); `SFTSystem._losses` trains on the same sums computed
+from the final hidden states, with the output head applied to trained positions only.
+
+Note [label shift]: `labels` and `weights` are aligned with `input_ids` (unshifted); they are shifted once, so
+position t's logits predict token t+1.
 
 Note [weight normalisation]: the denominator is Σ w over every trained token of an *optimizer step*: all
 micro-batches of gradient accumulation and all data-parallel ranks, so the step's gradient does not depend on how
 the step's examples are split into micro-batches or processes. The system returns Σ w·CE per micro-batch
-(`weighted_ce_sums`) and divides the accumulated gradient by the step's Σ w just before the optimizer step
+(`SFTSystem._losses`) and divides the accumulated gradient by the step's Σ w just before the optimizer step
 (`SFTSystem.on_before_optimizer_step`). With all weights 1 this is token-mean cross-entropy over the step. The
 paper code (batch size 1, one copy per turn) normalises per turn instead: `normalization: turn` in the datamodule
 scales each turn's weights to sum to 1, which makes the same denominator the number of trained turns.
@@ -17,7 +20,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from tl_lightning.constants import IGNORE_INDEX
+from tl_lightning.core.constants import IGNORE_INDEX
 
 
 def token_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -37,35 +40,17 @@ def token_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Ten
     return ce.view(shift_labels.shape)
 
 
-def label_weights(labels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """(b, t-1) weights of the predicted positions: `weights` shifted like the labels, 0 where ignored."""
-    return weights[:, 1:].float() * (labels[:, 1:] != IGNORE_INDEX)
-
-
-def weighted_ce_sums(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor
-                     ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(Σ w·CE, Σ w) over positions whose label is not IGNORE_INDEX: the numerator (with its graph) and the
-    denominator of the weighted loss, for normalising over several micro-batches (Note [weight normalisation])."""
-    ce = token_cross_entropy(logits, labels)
-    w = label_weights(labels, weights).to(ce.dtype)
-    return (ce * w).sum(), w.sum().detach()
-
-
-def weighted_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor,
-                           normalizer: torch.Tensor | None = None) -> torch.Tensor:
+def weighted_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Σ w·CE / Σ w over positions whose label is not IGNORE_INDEX.
 
     Args:
         logits: (b, t, v) unshifted.
         labels: (b, t) unshifted, IGNORE_INDEX where masked.
         weights: (b, t) aligned with labels; values at masked positions are ignored.
-        normalizer: the denominator to use instead of this batch's Σ w. Under data parallelism pass the mean Σ w
-            over ranks: DDP averages gradients, so every rank's Σ w·CE / mean(Σ w) averages to the global
-            Σ w·CE / Σ w (Note [weight normalisation]).
 
     Returns:
         Scalar loss (0 with no labelled token, keeping the graph connected).
     """
-    total, w_sum = weighted_ce_sums(logits, labels, weights)
-    denom = w_sum if normalizer is None else normalizer.to(total.dtype)
-    return total / denom.clamp_min(1e-8)
+    ce = token_cross_entropy(logits, labels)
+    w = weights[:, 1:].to(ce.dtype) * (labels[:, 1:] != IGNORE_INDEX)
+    return (ce * w).sum() / w.sum().clamp_min(1e-8)

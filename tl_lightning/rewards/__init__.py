@@ -1,1 +1,1 @@
-"""Error taxonomy (`classify`) and the IRM reward table."""
+"""Scoring: the error taxonomy (`classify`), `score_response` and the IRM reward (`tool_call_rewards`)."""

@@ -1,4 +1,10 @@
-"""The IRM rule-based reward: one configurable value per error category (defaults: the paper code, paper.md §5.2).
+"""Scoring a response, and the IRM rule-based reward: the one path from model text to a category and a reward.
+
+`score_response(text, conversation, convention)` parses a response and classifies it against the conversation's
+gold (`taxonomy.classify`); `tool_call_rewards` maps each category to its reward (`RewardTable`, one configurable
+value per category; defaults: the paper code, paper.md §5.2). PPO, GRPO and RLOO call `tool_call_rewards`; SFT
+validation and evaluation reach `score_response` through `metrics.scoring.score_by_mode`, which replaces it with a
+benchmark's official scorer where one is reproduced and asked for.
 
 Note [figure vs code]: the paper's figure scores its S2 example (`keyword=` instead of `query=`) -0.8 ("parameter
 hallucination"); the code scores it -1.3, because `query` is then also missing (H and M). We follow the code: the
@@ -11,9 +17,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
-from tl_lightning.format.schema import ToolSpec
-from tl_lightning.format.tools import FREE_TEXT_TOOLS
-from tl_lightning.rewards.taxonomy import CATEGORIES, Convention, GoldAnswer, classify
+from tl_lightning.format.call_format import ParseResult, parse_calls
+from tl_lightning.format.first_call import parse_first_call
+from tl_lightning.format.schema import Conversation
+from tl_lightning.format.tools import FREE_TEXT_TOOLS, free_text_tools_of
+from tl_lightning.rewards.taxonomy import CATEGORIES, Classification, Convention, classify, golds_for
 
 
 @dataclass(frozen=True)
@@ -57,11 +65,21 @@ class RewardTable:
         return float(getattr(self, category))
 
 
-def tool_call_rewards(predictions: Sequence[str], golds: Sequence[Sequence[GoldAnswer]],
-                      tools: Sequence[Sequence[ToolSpec]], table: RewardTable = RewardTable(),
-                      free_text_tools: frozenset[str] = FREE_TEXT_TOOLS,
-                      convention: Convention = "paper") -> list[float]:
-    """Reward of each prediction: `table[classify(prediction, gold, tools, convention=...).category]` (pure, batched).
-    The IRM reward's convention defaults to `paper` (the reference code's); see docs/taxonomy.md."""
-    return [table(classify(p, g, t, free_text_tools, convention).category)
-            for p, g, t in zip(predictions, golds, tools, strict=True)]
+def score_response(text: str, conversation: Conversation, convention: Convention = "lenient",
+                   free_text_tools: frozenset[str] = FREE_TEXT_TOOLS) -> tuple[ParseResult, Classification]:
+    """Parse a response and classify it against the conversation's gold answers, its offered tools and its own
+    free-text tools (noisy data renames them). `convention`: "lenient" reads every call of the output, "paper"
+    the first call as the reference code does (docs/taxonomy.md)."""
+    parsed = parse_calls(text) if convention == "lenient" else parse_first_call(text)
+    return parsed, classify(parsed, golds_for(conversation), conversation.tools,
+                            free_text_tools_of(conversation, free_text_tools), convention)
+
+
+def tool_call_rewards(responses: Sequence[str], conversations: Sequence[Conversation],
+                      table: RewardTable = RewardTable(), convention: Convention = "paper",
+                      free_text_tools: frozenset[str] = FREE_TEXT_TOOLS) -> tuple[list[float], list[Classification]]:
+    """The IRM reward of each response, `table(category)`, and its classification (pure, batched). The reward's
+    convention defaults to `paper` (the reference code's); see docs/taxonomy.md."""
+    classified = [score_response(t, c, convention, free_text_tools)[1]
+                  for t, c in zip(responses, conversations, strict=True)]
+    return [table(c.category) for c in classified], classified

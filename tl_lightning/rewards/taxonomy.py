@@ -39,7 +39,7 @@ from typing import Any, Literal
 
 from tl_lightning.format.call_format import ParseResult, parse_calls
 from tl_lightning.format.first_call import parse_first_call
-from tl_lightning.format.schema import ToolCall, ToolSpec
+from tl_lightning.format.schema import BfclGold, ToolCall, ToolSpec
 from tl_lightning.format.tools import FREE_TEXT_TOOLS
 
 CATEGORIES: tuple[str, ...] = (
@@ -88,7 +88,12 @@ class GoldCall:
 
 GoldAnswer = tuple[GoldCall, ...]
 Convention = Literal["lenient", "paper"]
+"""How the taxonomy reads a response (module docstring): the reward's option (`PPOSystem.reward_convention`)."""
 CONVENTIONS: tuple[str, ...] = ("lenient", "paper")
+ScoringMode = Literal["official", "lenient"]
+"""How a benchmark's numbers are produced (`BenchmarkSource.scoring`): "official" replaces the taxonomy with the
+benchmark's own scorer where one is reproduced (`metrics/scoring.py`), "lenient" is the taxonomy's lenient reading.
+A separate option from `Convention`: it picks *whose* rules judge (ours or the benchmark's), not how ours read."""
 
 
 @dataclass(frozen=True)
@@ -108,9 +113,10 @@ class Classification:
 
 
 def golds_for(conversation) -> list[GoldAnswer]:
-    """Gold answers of a canonical `Conversation` (BFCL alternatives from `meta["possible_answer"]` when present)."""
-    if conversation.meta.get("possible_answer"):
-        return [tuple(GoldCall.from_bfcl(e) for e in conversation.meta["possible_answer"])]
+    """Gold answers of a canonical `Conversation` (BFCL's per-parameter alternatives when the loader kept them)."""
+    bfcl = conversation.benchmark_gold
+    if isinstance(bfcl, BfclGold) and bfcl.possible_answer:
+        return [tuple(GoldCall.from_bfcl(e) for e in bfcl.possible_answer)]
     return [tuple(GoldCall.from_call(c) for c in answer) for answer in conversation.gold or ()]
 
 

@@ -6,7 +6,10 @@
 
 A critic attaches itself to the policy model (returning the value head the system owns), computes values for a
 rollout, and decides how the value loss flows back (`backward`): that is the one thing the two designs do
-differently, so the PPO step never branches on it. `critic: null` (critic-free estimators) builds nothing.
+differently, so the PPO step never branches on it. What crosses that interface travels in two records:
+`CriticInputs` (the value head, a forward under an adapter, the rows and the policy's hidden states) and
+`ValueTargets` (the rollout's values, the returns and the response mask). `critic: null` (critic-free estimators)
+builds nothing.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import ClassVar
 import torch
 
 from tl_lightning.objectives.ppo import clipped_value_loss
+from tl_lightning.systems.ppo_rollout import Rollout
 
 CRITIC_ADAPTER = "critic"
 
@@ -39,7 +43,32 @@ class ValueHead(torch.nn.Module):
 
 
 # hidden(rollout, adapter_name) -> (b, P + R, h) final hidden states of the rollout under that adapter
-Forward = Callable[..., torch.Tensor]
+Forward = Callable[[Rollout, str | None], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class CriticInputs:
+    """What a critic reads to compute the values of some rollout rows (a no-grad chunk or a PPO minibatch)."""
+
+    head: ValueHead | None
+    """The system's value head (None without a critic)."""
+    hidden: Forward
+    """Final hidden states of rows under an adapter (the critic's own forward, for `AdapterCritic`)."""
+    rollout: Rollout
+    """The rows."""
+    policy_hidden: torch.Tensor
+    """(b, P + R, h) final hidden states of the policy's forward of the rows (what `SharedCritic` reads)."""
+
+
+@dataclass(frozen=True)
+class ValueTargets:
+    """What the value loss of a PPO minibatch compares with: all (b, R); None without a critic."""
+
+    old_values: torch.Tensor | None
+    """The rollout's values (the clip is around them)."""
+    returns: torch.Tensor | None
+    mask: torch.Tensor
+    """1.0 on response tokens."""
 
 
 @dataclass(frozen=True)
@@ -72,19 +101,20 @@ class Critic(ABC):
             return []
         return [p for n, p in model.named_parameters() if "lora_" in n and f".{self.adapter}." in n]
 
-    def loss(self, values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor,
-             mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return clipped_value_loss(values, old_values, returns, mask, self.value_clip)
+    def loss(self, inputs: CriticInputs, targets: ValueTargets) -> tuple[torch.Tensor, torch.Tensor]:
+        """(clipped value loss, value clip fraction) of the rows' values."""
+        return clipped_value_loss(self.values(inputs), targets.old_values, targets.returns, targets.mask,
+                                  self.value_clip)
 
     @abstractmethod
-    def values(self, head: ValueHead, hidden: Forward, rollout, policy_hidden: torch.Tensor) -> torch.Tensor:
-        """(b, R) values of a rollout; `policy_hidden` are the policy forward's final hidden states."""
+    def values(self, inputs: CriticInputs) -> torch.Tensor | None:
+        """(b, R) values of the rows (None without a critic)."""
 
     @abstractmethod
-    def backward(self, head: ValueHead, backward: Callable[[torch.Tensor], None], hidden: Forward, rollout,
-                 policy_hidden: torch.Tensor, policy_loss: torch.Tensor, old_values, returns,
-                 mask) -> tuple[torch.Tensor, torch.Tensor]:
-        """Back-propagate the policy loss and this critic's value loss; returns (value loss, value clip fraction)."""
+    def backward(self, inputs: CriticInputs, targets: ValueTargets, policy_loss: torch.Tensor,
+                 backward: Callable[[torch.Tensor], None]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Back-propagate the policy loss and this critic's value loss with `backward`; returns (value loss, value
+        clip fraction)."""
 
 
 @dataclass(frozen=True)
@@ -96,11 +126,11 @@ class SharedCritic(Critic):
         vf_coef: weight of the value loss in the shared loss.
     """
 
-    def values(self, head, hidden, rollout, policy_hidden) -> torch.Tensor:
-        return head(policy_hidden, rollout.prompt_length)
+    def values(self, inputs: CriticInputs) -> torch.Tensor:
+        return inputs.head(inputs.policy_hidden, inputs.rollout.prompt_length)
 
-    def backward(self, head, backward, hidden, rollout, policy_hidden, policy_loss, old_values, returns, mask):
-        vf_loss, clipfrac = self.loss(self.values(head, hidden, rollout, policy_hidden), old_values, returns, mask)
+    def backward(self, inputs, targets, policy_loss, backward):
+        vf_loss, clipfrac = self.loss(inputs, targets)
         backward(policy_loss + self.vf_coef * vf_loss)
         return vf_loss, clipfrac
 
@@ -123,12 +153,12 @@ class AdapterCritic(Critic):
             model.add_adapter(CRITIC_ADAPTER, model.peft_config["default"])
         return super().attach(model, sft_adapter, device)
 
-    def values(self, head, hidden, rollout, policy_hidden) -> torch.Tensor:
-        return head(hidden(rollout, CRITIC_ADAPTER), rollout.prompt_length)
+    def values(self, inputs: CriticInputs) -> torch.Tensor:
+        return inputs.head(inputs.hidden(inputs.rollout, CRITIC_ADAPTER), inputs.rollout.prompt_length)
 
-    def backward(self, head, backward, hidden, rollout, policy_hidden, policy_loss, old_values, returns, mask):
+    def backward(self, inputs, targets, policy_loss, backward):
         backward(policy_loss)  # free the policy graph before the critic's own forward
-        vf_loss, clipfrac = self.loss(self.values(head, hidden, rollout, policy_hidden), old_values, returns, mask)
+        vf_loss, clipfrac = self.loss(inputs, targets)
         backward(self.vf_coef * vf_loss)
         return vf_loss, clipfrac
 
@@ -140,10 +170,10 @@ class NoCritic(Critic):
     def attach(self, model, sft_adapter, device) -> None:
         return None
 
-    def values(self, head, hidden, rollout, policy_hidden) -> None:
+    def values(self, inputs: CriticInputs) -> None:
         return None
 
-    def backward(self, head, backward, hidden, rollout, policy_hidden, policy_loss, old_values, returns, mask):
+    def backward(self, inputs, targets, policy_loss, backward):
         backward(policy_loss)
         zero = policy_loss.detach().new_zeros(())
         return zero, zero

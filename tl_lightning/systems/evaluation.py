@@ -16,14 +16,15 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from tl_lightning.checkpoints import load_tokenizer
+from tl_lightning.core.checkpoints import load_tokenizer
+from tl_lightning.core.errors import as_dataclass
 from tl_lightning.data.batches import PromptBatch
-from tl_lightning.errors import as_dataclass
 from tl_lightning.evaluation.predict import Prediction, predict_batch
 from tl_lightning.evaluation.report import write_report
 from tl_lightning.format.tools import FREE_TEXT_TOOLS
 from tl_lightning.metrics.scoring import scoring_label
 from tl_lightning.metrics.tool_call import SchemaValidityMetrics, ToolCallMetrics
+from tl_lightning.models.engine import DecodeLoop, RolloutEngine
 from tl_lightning.models.generation import GenerationSettings
 from tl_lightning.models.loading import ModelSettings, load_for_inference, prepare_checkpoint
 
@@ -50,13 +51,16 @@ class EvalSystem(L.LightningModule):
         generation: decoding settings (greedy by default).
         output_dir: where to write predictions and the report (default: the run's log dir).
         free_text_tools: tools whose argument content is not compared (RoTBench: finish, ask_to_user).
+        engine: the rollout engine that decodes (default `DecodeLoop()`; `HFGenerate` is transformers' generate).
     """
 
     def __init__(self, policy: ModelSettings = ModelSettings(lora=None),
                  generation: GenerationSettings = GenerationSettings(),
-                 output_dir: str | None = None, free_text_tools: list[str] = sorted(FREE_TEXT_TOOLS)) -> None:
+                 output_dir: str | None = None, free_text_tools: list[str] = sorted(FREE_TEXT_TOOLS),
+                 engine: RolloutEngine | None = None) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["engine"])
+        self.engine = engine or DecodeLoop()
         self.policy_settings = as_dataclass(ModelSettings, policy)
         self.generation = as_dataclass(GenerationSettings, generation)
         self.free_text_tools = frozenset(free_text_tools)
@@ -95,7 +99,7 @@ class EvalSystem(L.LightningModule):
         if not len(batch):
             return
         for p in predict_batch(self.model, self.tokenizer, batch, self.generation,
-                               free_text_tools=self.free_text_tools):
+                               free_text_tools=self.free_text_tools, engine=self.engine):
             self._record(p.group, p)
 
     def _prompts_that_fit(self, batch: PromptBatch) -> PromptBatch:
@@ -111,8 +115,7 @@ class EvalSystem(L.LightningModule):
             if not ok:
                 self.too_long[group] = self.too_long.get(group, 0) + 1
         keep = [i for i, ok in enumerate(fits) if ok]
-        return batch if len(keep) == len(batch) else PromptBatch(
-            [batch.input_ids[i] for i in keep], [batch.conversations[i] for i in keep], [batch.groups[i] for i in keep])
+        return batch if len(keep) == len(batch) else batch.select(keep)
 
     def _record(self, group: str, p: Prediction) -> None:
         conv = p.conversation
@@ -124,7 +127,7 @@ class EvalSystem(L.LightningModule):
             metric.update([p.parsed], [conv.tools])
         self.counts[group] = self.counts.get(group, 0) + 1
         if conv.gold is not None:
-            self.scoring.setdefault(group, scoring_label(conv.meta.get("scoring", "lenient"), conv))
+            self.scoring.setdefault(group, scoring_label(p.scoring, conv))
         with open(self.out_dir / "predictions" / f"{group.replace('/', '__')}.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(prediction_record(p), ensure_ascii=False) + "\n")
 

@@ -19,12 +19,12 @@ import lightning as L
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
-from tl_lightning.checkpoints import load_tokenizer
+from tl_lightning.core.checkpoints import load_tokenizer
+from tl_lightning.core.errors import UserError, as_dataclass, to_plain
 from tl_lightning.data.batches import PromptBatch
-from tl_lightning.errors import UserError, as_dataclass, to_plain
-from tl_lightning.evaluation.predict import classify_response
 from tl_lightning.format.tools import FREE_TEXT_TOOLS
 from tl_lightning.metrics.tool_call import ToolCallMetrics
+from tl_lightning.models.engine import DecodeLoop, RolloutEngine
 from tl_lightning.models.generation import GenerationSettings
 from tl_lightning.models.loading import (
     ModelSettings,
@@ -37,9 +37,9 @@ from tl_lightning.objectives.advantages import masked_mean, masked_var
 from tl_lightning.objectives.estimators import GAE, AdvantageEstimator
 from tl_lightning.objectives.kl import kl_estimate
 from tl_lightning.objectives.ppo import aggregate, clipped_policy_loss, data_parallel_share
-from tl_lightning.rewards.reward import RewardTable
+from tl_lightning.rewards.reward import RewardTable, tool_call_rewards
 from tl_lightning.rewards.taxonomy import Convention
-from tl_lightning.systems.critics import Critic, NoCritic, SharedCritic, ValueHead
+from tl_lightning.systems.critics import Critic, CriticInputs, NoCritic, SharedCritic, ValueHead, ValueTargets
 from tl_lightning.systems.policy import PolicyRunner
 from tl_lightning.systems.ppo_rollout import KLSettings, PPOSettings, Rollout, clip_each_group
 
@@ -80,6 +80,8 @@ class PPOSystem(L.LightningModule):
         critic_lr: critic (adapter and value head) learning rate.
         rollout_seed: seeds sampling and minibatch order per iteration (exact resume).
         free_text_tools: tools whose argument content is not scored.
+        rollout_engine: generates the rollouts (default `DecodeLoop()`: shared prefixes, finished rows leave, a
+            dense sampling copy on CPU; `HFGenerate` is transformers' generate). benchmarks/rollout.py measures them.
     """
 
     def __init__(self, policy: ModelSettings = ModelSettings(), advantage: AdvantageEstimator = GAE(),
@@ -89,9 +91,11 @@ class PPOSystem(L.LightningModule):
                  generation: GenerationSettings = GenerationSettings(max_new_tokens=512),
                  optimizer: OptimizerCallable | None = None, lr_scheduler: LRSchedulerCallable | None = None,
                  actor_lr: float = 1e-5, critic_lr: float = 5e-5, rollout_seed: int = 0,
-                 free_text_tools: list[str] = sorted(FREE_TEXT_TOOLS)) -> None:
+                 free_text_tools: list[str] = sorted(FREE_TEXT_TOOLS),
+                 rollout_engine: RolloutEngine | None = None) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
+        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler", "rollout_engine"])
+        self.rollout_engine = rollout_engine or DecodeLoop()
         self.automatic_optimization = False
         self.strict_loading = False  # checkpoints hold adapters + value head only
         self.policy_settings = as_dataclass(ModelSettings, policy)
@@ -144,8 +148,7 @@ class PPOSystem(L.LightningModule):
         disable_lora_dropout(self.model)  # on-policy updates: eval-mode rollouts == train-mode updates
         self.model.set_adapter("default")
         self.model.train()
-        self.runner = PolicyRunner(self.model, self.tokenizer, self.generation, self.ppo.logprob_chunk_size,
-                                   self.ppo.rollout_chunk_size)
+        self.runner = PolicyRunner(self.model, self.tokenizer, self.generation, self.ppo, self.rollout_engine)
 
     @property
     def _reference(self) -> str | None:
@@ -184,10 +187,9 @@ class PPOSystem(L.LightningModule):
         self.iteration += 1
 
     def _sample(self, batch: PromptBatch) -> Rollout:
-        # a rank's rollout is its chunks of the global batch: N ranks sample what one process would (ppo_rollout)
-        chunks = math.ceil(len(batch) / (self.ppo.rollout_chunk_size or len(batch)))
+        # a rank's rollout is its chunks of the global batch: N ranks sample what one process would (PolicyRunner)
         return self.runner.sample(batch, self.hparams.rollout_seed * 1_000_003 + self.iteration, self.device,
-                                  first_chunk=self.global_rank * chunks)
+                                  rank=self.global_rank)
 
     def _count_truncated(self, batch: PromptBatch) -> None:
         limit = self.generation.max_prompt_length
@@ -222,11 +224,10 @@ class PPOSystem(L.LightningModule):
         return masked_mean((rollout.sample_logp - learner_logp).abs(), rollout.response_mask.float()).item()
 
     def _score(self, batch: PromptBatch, rollout: Rollout) -> tuple[torch.Tensor, list[str]]:
-        convention = self.hparams.reward_convention
-        classified = [classify_response(t, c, self.free_text_tools, convention)[1]
-                      for t, c in zip(rollout.texts, batch.conversations)]
+        rewards, classified = tool_call_rewards(rollout.texts, batch.conversations, self.reward_table,
+                                                self.hparams.reward_convention, self.free_text_tools)
         cats = [c.category for c in classified]
-        scores = torch.tensor([self.reward_table(c) for c in cats], device=self.device)
+        scores = torch.tensor(rewards, device=self.device)
         scores = scores.clamp(-self.ppo.reward_clip, self.ppo.reward_clip)
         if self.ppo.no_stop_penalty is not None:
             scores = torch.where(rollout.stopped.to(self.device), scores,
@@ -242,11 +243,14 @@ class PPOSystem(L.LightningModule):
         old_logp, ref_logp, values = [], [], []
         for part in rollout.chunks(self.ppo.rollout_chunk_size):
             pol = self.runner.forward(part, "default", head=True)
-            values.append(self.critic.values(self.value_head, self.runner.hidden, part, pol.hidden))
+            values.append(self.critic.values(self._critic_inputs(part, pol.hidden)))
             old_logp.append(pol.logp)
             ref_logp.append(self.runner.forward(part, self._reference, head=True).logp)
         old_values = None if values[0] is None else torch.cat(values)
         return torch.cat(old_logp), torch.cat(ref_logp), old_values
+
+    def _critic_inputs(self, rows: Rollout, policy_hidden: torch.Tensor) -> CriticInputs:
+        return CriticInputs(self.value_head, self.runner.hidden, rows, policy_hidden)
 
     def _token_rewards(self, kl: torch.Tensor, scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         in_reward = self.kl_settings.placement == "reward"
@@ -282,8 +286,8 @@ class PPOSystem(L.LightningModule):
         kl_loss = aggregate(kl_estimate(out.logp, ref_logp, "k3"), mask, how)  # β·k3 in the loss, if placed there
         loss = pg_loss + self.kl_coef * kl_loss if self.kl_settings.placement == "loss" else pg_loss
         loss = loss * self._rank_share(mask, how)
-        vf_loss, vf_clipfrac = self.critic.backward(self.value_head, self.manual_backward, self.runner.hidden, mb,
-                                                    out.hidden, loss, old_values, returns, mask)
+        vf_loss, vf_clipfrac = self.critic.backward(self._critic_inputs(mb, out.hidden),
+                                                    ValueTargets(old_values, returns, mask), loss, self.manual_backward)
         norms = clip_each_group(opt.param_groups, self.ppo.max_grad_norm) + [0.0]
         opt.step()
         return {"lr": opt.param_groups[0]["lr"], "policy_loss": pg_loss.item(), "value_loss": vf_loss.item(),

@@ -1,5 +1,4 @@
-"""RL pieces: the `Rollout` record, the PPO and KL settings, sequence assembly, token log-probs (the full-logits
-reference implementation), per-group gradient clipping."""
+"""RL pieces: the `Rollout` record, the PPO and KL settings, sequence assembly, per-group gradient clipping."""
 
 from __future__ import annotations
 
@@ -7,7 +6,6 @@ from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
 import torch
-import torch.nn.functional as F
 
 from tl_lightning.objectives.kl import FixedKLController, KLController
 from tl_lightning.objectives.ppo import Aggregation
@@ -120,17 +118,6 @@ def build_rollout(prompt_ids: list[list[int]], responses: list[list[int]], pad_i
     stopped = torch.tensor([bool(x) and x[-1] in stop_ids for x in responses])
     return Rollout(torch.cat([prompt, resp], 1), torch.cat([prompt_mask, resp_mask], 1), resp_mask,
                    prompt.size(1), tuple(texts), stopped, logq)
-
-
-def response_logprobs(logits: torch.Tensor, sequences: torch.Tensor, prompt_length: int) -> torch.Tensor:
-    """Log-probs (b, R) of the response tokens: logits at position t predict token t + 1."""
-    logits = logits[:, prompt_length - 1: -1].float()
-    return torch.gather(F.log_softmax(logits, -1), 2, sequences[:, prompt_length:, None]).squeeze(-1)
-
-
-def entropy_from_logits(logits: torch.Tensor, prompt_length: int) -> torch.Tensor:
-    logp = F.log_softmax(logits[:, prompt_length - 1: -1].float(), -1)
-    return -(logp.exp() * logp).sum(-1)
 
 
 def clip_each_group(param_groups: list[dict], max_norm: float) -> list[float]:

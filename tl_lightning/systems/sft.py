@@ -12,16 +12,15 @@ import lightning as L
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
-from tl_lightning.checkpoints import load_tokenizer
-from tl_lightning.constants import IGNORE_INDEX
+from tl_lightning.core.checkpoints import load_tokenizer
+from tl_lightning.core.constants import IGNORE_INDEX
+from tl_lightning.core.errors import as_dataclass, to_plain
 from tl_lightning.data.batches import PromptBatch
-from tl_lightning.errors import as_dataclass, to_plain
 from tl_lightning.evaluation.predict import predict_batch
 from tl_lightning.metrics.tool_call import ToolCallMetrics
 from tl_lightning.models.generation import GenerationSettings
 from tl_lightning.models.loading import ModelSettings, decoder_and_head, load_policy, prepare_checkpoint
 from tl_lightning.objectives.chunked import head_stats
-from tl_lightning.objectives.weighted_ce import token_cross_entropy, weighted_ce_sums
 from tl_lightning.systems.schedules import WarmupCosine, build_schedule
 
 
@@ -37,10 +36,10 @@ class SFTSystem(L.LightningModule):
         optimizer: optimizer factory (default AdamW, lr 2e-4, betas (0.9, 0.95), weight decay 0.01).
         lr_scheduler: schedule factory, stepped every optimizer step (default `WarmupCosine` with 3% warmup).
         generation: decoding of the validation step prompts (the datamodule's `val_generation`).
-        loss_chunk_size: null: the loss reads the model's full logits (every position of the batch); an int: the
-            output head is applied to the trained positions only, at most this many at a time and recomputed in
-            backward, so full-vocabulary logits of a long batch never exist (Note [chunked head] in
-            objectives/chunked.py; same loss and gradients, tested).
+        loss_chunk_size: the loss reads the decoder's final hidden states and applies the output head to the trained
+            positions only, never building full-vocabulary logits of the untrained ones (Note [chunked head] in
+            objectives/chunked.py). null: all trained positions in one head call, kept for backward; an int: at most
+            this many positions' logits at a time, recomputed in backward (less memory, one more head matmul).
     """
 
     def __init__(self, policy: ModelSettings = ModelSettings(), optimizer: OptimizerCallable | None = None,
@@ -68,8 +67,7 @@ class SFTSystem(L.LightningModule):
         device = self.trainer.strategy.root_device if self._trainer is not None else torch.device("cpu")
         self.tokenizer = load_tokenizer(self.policy_settings.checkpoint)
         self.model = load_policy(self.policy_settings, device)
-        if self.hparams.loss_chunk_size:
-            self._decoder, self._head = decoder_and_head(self.model)
+        decoder_and_head(self.model)  # refuses, now rather than at the first step, logits the loss cannot reproduce
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # Only the trainable (LoRA) weights: the frozen, possibly 4-bit base is rebuilt by configure_model on resume.
@@ -80,38 +78,19 @@ class SFTSystem(L.LightningModule):
             if key in checkpoint:
                 checkpoint[key] = to_plain(checkpoint[key])
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                position_ids: torch.Tensor | None = None) -> torch.Tensor:
-        if position_ids is not None:  # packed rows: restarting positions and no 2-D mask = block-diagonal attention
-            return self.model(input_ids=input_ids, position_ids=position_ids, use_cache=False).logits
-        return self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
-
     def _losses(self, batch: dict) -> dict[str, torch.Tensor]:
-        if self.hparams.loss_chunk_size:
-            return self._chunked_losses(batch)
-        logits = self(batch["input_ids"], batch["attention_mask"], batch.get("position_ids"))
-        labels = batch["labels"]
-        weighted_sum, weight_total = weighted_ce_sums(logits, labels, batch["weights"])
-        with torch.no_grad():
-            ce = token_cross_entropy(logits, labels)
-            trained = labels[:, 1:] != IGNORE_INDEX
-            plain = (ce * trained).sum() / trained.sum().clamp_min(1)
-            correct = (logits[:, :-1].argmax(-1) == labels[:, 1:]) & trained
-            key = batch["key_mask"][:, 1:] & trained
-            key_acc = (correct & key).sum() / key.sum().clamp_min(1)
-            acc = correct.sum() / trained.sum().clamp_min(1)
-        return {"weighted_loss": weighted_sum / weight_total.clamp_min(1e-8), "weighted_sum": weighted_sum,
-                "weight_total": weight_total, "loss": plain, "key_token_acc": key_acc, "token_acc": acc,
-                "trained_tokens": trained.sum()}
-
-    def _chunked_losses(self, batch: dict) -> dict[str, torch.Tensor]:
-        """`_losses` from the final hidden states: the head sees only the trained positions (Note [chunked head])."""
-        inputs = {"position_ids": batch["position_ids"]} if batch.get("position_ids") is not None else \
-            {"attention_mask": batch["attention_mask"]}
-        hidden = self._decoder(input_ids=batch["input_ids"], use_cache=False, **inputs).last_hidden_state
+        """Weighted loss (Σ w·CE and Σ w) and metrics from the final hidden states; the head sees only the trained
+        positions (Note [chunked head]). Position t predicts token t + 1 (Note [label shift])."""
+        decoder, head = decoder_and_head(self.model)  # looked up, not stored: no second path to the model's modules
+        if batch.get("position_ids") is not None:  # packed rows: restarting positions, no 2-D mask = block-diagonal
+            inputs = {"position_ids": batch["position_ids"]}
+        else:
+            inputs = {"attention_mask": batch["attention_mask"]}
+        hidden = decoder(input_ids=batch["input_ids"], use_cache=False, **inputs).last_hidden_state
         labels = batch["labels"][:, 1:]
-        trained = labels != IGNORE_INDEX  # position t predicts token t + 1 (Note [label shift])
-        stats = head_stats(hidden[:, :-1][trained], self._head, labels[trained], self.hparams.loss_chunk_size)
+        trained = labels != IGNORE_INDEX
+        chunk = self.hparams.loss_chunk_size
+        stats = head_stats(hidden[:, :-1][trained], head, labels[trained], chunk, recompute=bool(chunk))
         w = batch["weights"][:, 1:][trained].float()
         key = batch["key_mask"][:, 1:][trained]
         ce = -stats.logp

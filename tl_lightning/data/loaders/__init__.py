@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
+from tl_lightning.core.errors import DataError
 from tl_lightning.data.loaders.base import LoadReport, OnError, require_items
 from tl_lightning.data.loaders.benchmarks import load_tool_library, load_toolalpaca, load_tooleyes
 from tl_lightning.data.loaders.bfcl import load_bfcl
@@ -22,7 +23,6 @@ from tl_lightning.data.loaders.conversations import (
     load_rotbench,
     load_toolbench_answer,
 )
-from tl_lightning.errors import DataError
 from tl_lightning.format.schema import Conversation, stable_id
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,11 @@ _LOADERS = {"conversations": load_conversations, "rotbench": load_rotbench, "too
             "tooleyes": load_tooleyes, "openai": load_openai, "toolbench": load_toolbench_answer}
 
 __all__ = ["LoadReport", "OnError", "SourceFormat", "load_source", "as_hf_dataset", "load_bfcl", "load_tool_library"]
+
+
+LOADER_VERSION = 2
+"""Part of the dataset cache key: raise it whenever loaders produce different conversations from the same file
+(a new skip rule, a new field), so no cache built by older code is served (the file stamp alone cannot tell)."""
 
 
 def load_source(format: SourceFormat, path: str | Path, on_error: OnError = "skip", max_chars: int | None = None,
@@ -76,7 +81,7 @@ def as_hf_dataset(format: SourceFormat, path: str | Path, on_error: OnError = "s
               f.stat().st_mtime_ns) for f in ([p] if p.is_file() else sorted(p.rglob("*.json*")))] \
         if p.exists() else [str(path)]
     gen_kwargs = {"format": format, "path": str(path), "on_error": on_error, "max_chars": max_chars,
-                  "options": options, "stamp": stamp}
+                  "options": options, "stamp": stamp, "loader_version": LOADER_VERSION}
     report_file = Path(cache_dir or datasets.config.HF_DATASETS_CACHE) / "tl_load_reports" / \
         f"{stable_id(gen_kwargs)}.json"
     try:
@@ -95,7 +100,7 @@ def as_hf_dataset(format: SourceFormat, path: str | Path, on_error: OnError = "s
 
 
 def _generate(format: str, path: str, on_error: OnError, max_chars: int | None, options: dict, stamp: Any,
-              report_file: str):
+              loader_version: int, report_file: str):
     report = LoadReport(format, path)
     for conv in load_source(format, path, on_error=on_error, max_chars=max_chars, report=report, **options):
         yield {"conversation": conv.to_json()}

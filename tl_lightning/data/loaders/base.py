@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from tl_lightning.errors import DataError
+from tl_lightning.core.errors import DataError
 from tl_lightning.format.call_format import parse_calls
 from tl_lightning.format.schema import Conversation, Message, ToolCall, ToolSpec
 

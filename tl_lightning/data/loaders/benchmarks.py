@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from tl_lightning.core.errors import DataError
 from tl_lightning.data.loaders.base import (
     DuplicateKeyError,
     ItemError,
@@ -22,7 +23,6 @@ from tl_lightning.data.loaders.base import (
     read_json_list,
 )
 from tl_lightning.data.loaders.conversations import REACT_STYLE, _convert_turns
-from tl_lightning.errors import DataError
 from tl_lightning.format.schema import (
     TOOL_NAME,
     Conversation,

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from tl_lightning.core.errors import DataError
 from tl_lightning.data.loaders.base import (
     ItemError,
     LoadReport,
@@ -21,9 +22,8 @@ from tl_lightning.data.loaders.base import (
     text_content,
 )
 from tl_lightning.data.loaders.conversations import BFCL_STYLE, _role_content
-from tl_lightning.errors import DataError
 from tl_lightning.format.call_format import parse_calls
-from tl_lightning.format.schema import Conversation, Message, ToolCall
+from tl_lightning.format.schema import BfclGold, Conversation, Message, ToolCall
 
 BFCL_CATEGORIES = ("simple", "multiple", "parallel", "parallel_multiple", "irrelevance", "java", "javascript",
                    "live_simple", "live_multiple", "live_parallel", "live_parallel_multiple", "live_irrelevance",
@@ -74,7 +74,8 @@ def bfcl_files(category: str, data_dir: str | Path | None = None) -> tuple[Path,
 
 def _bfcl_canonical(ground_truth: Any) -> tuple[ToolCall, ...]:
     """One canonical answer from BFCL's per-parameter alternatives: the first non-empty alternative of each
-    parameter ("" marks an optional parameter that may be omitted). The full alternatives stay in meta.
+    parameter ("" marks an optional parameter that may be omitted). The full alternatives stay in
+    `BfclGold.possible_answer`.
 
     Raises:
         ItemError: the possible answer is not a list of `{name: {param: [alternatives]}}` entries.
@@ -111,7 +112,7 @@ def load_bfcl(category: str, data_dir: str | Path | None = None, on_error: OnErr
               max_chars: int | None = None, report: LoadReport | None = None) -> Iterator[Conversation]:
     """A BFCL single-turn category: question JSONL + `possible_answer` JSONL joined by id.
 
-    Gold: AST categories → one canonical answer (`meta["possible_answer"]` keeps every alternative); exec
+    Gold: AST categories → one canonical answer (`BfclGold.possible_answer` keeps every alternative); exec
     categories → the parsed gold call strings; irrelevance → one acceptable answer with no call.
     """
     qfile, afile = bfcl_files(category, data_dir)
@@ -135,8 +136,7 @@ def load_bfcl(category: str, data_dir: str | Path | None = None, on_error: OnErr
             messages.append(Message(role, text_content(content)))
         tools = parse_tools(item["function"])
         gt = answers.get(item["id"])
-        # the raw schemas: BFCL's checker reads types our ToolSpec folds together (float vs integer, tuple, items)
-        meta: dict[str, Any] = {"category": category, "bfcl_functions": item["function"]}
+        possible_answer = None
         if "irrelevance" in category:
             gold: tuple = ((),)
         elif gt is None:
@@ -150,11 +150,14 @@ def load_bfcl(category: str, data_dir: str | Path | None = None, on_error: OnErr
             gold = (tuple(c for p in parsed for c in p.calls),)
         else:
             gold = (_bfcl_canonical(gt),)
-            meta["possible_answer"] = gt
+            possible_answer = tuple(gt)
         check_gold_offered(gold, tools)
         check_gold_arguments(gold, tools)
         seen.add(item["id"])
-        yield check_length(Conversation(str(item["id"]), tools, tuple(messages), gold, "bfcl", meta), max_chars)
+        # the raw schemas: BFCL's checker reads types our ToolSpec folds together (float vs integer, tuple, items)
+        official = BfclGold(category, tuple(item["function"]), possible_answer)
+        yield check_length(Conversation(str(item["id"]), tools, tuple(messages), gold, "bfcl", {"category": category},
+                                        benchmark_gold=official), max_chars)
 
     yield from convert_items(read_json_or_jsonl(qfile, report, on_error), convert, report, on_error, qfile)
 

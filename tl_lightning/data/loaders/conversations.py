@@ -29,7 +29,7 @@ from tl_lightning.data.loaders.base import (
     text_content,
 )
 from tl_lightning.format.call_format import parse_calls
-from tl_lightning.format.schema import Conversation, Message, ToolCall, stable_id
+from tl_lightning.format.schema import Conversation, Message, RotbenchGold, ToolCall, stable_id
 
 _ROLE_MAP = {"system": "system", "developer": "system", "user": "user", "human": "user", "assistant": "assistant",
              "gpt": "assistant", "function": "tool", "tool": "tool", "observation": "tool", "ipython": "tool"}
@@ -173,9 +173,11 @@ def load_rotbench(path: str | Path, on_error: OnError = "skip", max_chars: int |
         check_gold_offered(gold, tools)
         check_gold_arguments(gold, tools)
         system = turns[0].get("value")
-        m = {**meta, "scenario": item.get("scenario", ""), "rotbench_answers": gold_raw,
-             "rotbench_tool_names": official_tool_names(system) if isinstance(system, str) else None}
-        yield check_length(Conversation(str(item["id"]), tools, tuple(messages), tuple(gold), "rotbench", m), max_chars)
+        names = official_tool_names(system) if isinstance(system, str) else None
+        official = RotbenchGold(tuple(gold_raw), None if names is None else tuple(names))
+        yield check_length(Conversation(str(item["id"]), tools, tuple(messages), tuple(gold), "rotbench",
+                                        {**meta, "scenario": item.get("scenario", "")}, benchmark_gold=official),
+                           max_chars)
 
     yield from convert_items(read_json_list(p), convert, report, on_error)
 

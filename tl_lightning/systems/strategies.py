@@ -13,7 +13,7 @@ from typing import Literal
 import torch
 from lightning.pytorch.strategies import FSDPStrategy
 
-from tl_lightning.errors import UserError
+from tl_lightning.core.errors import UserError
 
 LLAMA_BLOCK = "transformers.models.llama.modeling_llama.LlamaDecoderLayer"
 

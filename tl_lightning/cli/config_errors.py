@@ -18,7 +18,7 @@ import typing
 
 from lightning.pytorch.cli import LightningArgumentParser
 
-from tl_lightning.errors import UserError
+from tl_lightning.core.errors import UserError
 
 _PARSER_KEY = re.compile(r'^(\s*)(?:- )?Parser key "([^"]+)":\s*(.*)$')
 _CLASS_PATH = re.compile(r"""class_path[ =]'([\w.]+)'""")

@@ -23,11 +23,11 @@ import tl_lightning.data.sft_datamodule  # noqa: F401
 import tl_lightning.systems.evaluation  # noqa: F401
 import tl_lightning.systems.ppo  # noqa: F401
 import tl_lightning.systems.sft  # noqa: F401
-from tl_lightning.callbacks import PlainProgressBar
-from tl_lightning.config_errors import OneLineErrorParser
-from tl_lightning.errors import UserError
+from tl_lightning.cli.config_errors import OneLineErrorParser
+from tl_lightning.cli.runtime import set_threads
+from tl_lightning.core.errors import UserError
 from tl_lightning.models.loading import ModelSettings, check_model_paths
-from tl_lightning.runtime import set_threads
+from tl_lightning.systems.callbacks import PlainProgressBar
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 PROJECT_HELP = (

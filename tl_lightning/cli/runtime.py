@@ -13,7 +13,7 @@ import sys
 import warnings
 from collections.abc import Callable
 
-from tl_lightning.errors import UserError
+from tl_lightning.core.errors import UserError
 
 # Lightning's INFO lines that say nothing about this run (product tips, hardware that cannot exist here, internals).
 _LIGHTNING_NOISE = ("💡 Tip:", "TPU available:", "HPU available:", "Seed set to ",

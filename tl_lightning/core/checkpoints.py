@@ -16,7 +16,7 @@ import shutil
 from abc import ABC, abstractmethod
 from pathlib import Path
 
-from tl_lightning.errors import UserError
+from tl_lightning.core.errors import UserError
 
 log = logging.getLogger(__name__)
 MODEL_MARKER = "config.json"

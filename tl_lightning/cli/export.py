@@ -1,6 +1,6 @@
 """Merge a trained LoRA adapter into its base and write a plain transformers checkpoint (+ tokenizer).
 
-    python -m tl_lightning.export ADAPTER_DIR OUT_DIR [--base CHECKPOINT] [--dtype bfloat16]
+    python -m tl_lightning.cli.export ADAPTER_DIR OUT_DIR [--base CHECKPOINT] [--dtype bfloat16]
 
 The base is loaded *unquantized* (merging into 4-bit weights would round the update away); `--base` defaults to
 the adapter's recorded `base_model_name_or_path`. The result loads with `AutoModelForCausalLM.from_pretrained`.
@@ -12,7 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
-from tl_lightning.errors import UserError
+from tl_lightning.core.errors import UserError
 
 
 def merge_adapter(adapter_dir: str | Path, out_dir: str | Path, base: str | None = None,
@@ -20,7 +20,7 @@ def merge_adapter(adapter_dir: str | Path, out_dir: str | Path, base: str | None
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from tl_lightning.checkpoints import load_tokenizer, resolve_checkpoint
+    from tl_lightning.core.checkpoints import load_tokenizer, resolve_checkpoint
     from tl_lightning.models.loading import DTYPES
 
     adapter_dir = Path(adapter_dir)
@@ -42,7 +42,7 @@ def merge_adapter(adapter_dir: str | Path, out_dir: str | Path, base: str | None
 
 
 def main(argv: list[str] | None = None) -> None:
-    from tl_lightning.runtime import quiet_third_party_logs, run_with_user_errors
+    from tl_lightning.cli.runtime import quiet_third_party_logs, run_with_user_errors
 
     quiet_third_party_logs()  # before bitsandbytes loads (its CPU kernel notice) and transformers' progress bars
 

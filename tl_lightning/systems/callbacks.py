@@ -17,8 +17,8 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import ProgressBar
 
-from tl_lightning.errors import UserError
-from tl_lightning.strategies import full_state_dict
+from tl_lightning.core.errors import UserError
+from tl_lightning.systems.strategies import full_state_dict
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 status and PKT weight, plus totals. Exits 1 (after printing) if a sample has no trained token or an assistant
 turn's stop token is not trained.
 
-    python -m tl_lightning.inspect --config configs/quickstart.yaml [-n 2] [--split train] [--all-tokens]
+    python -m tl_lightning.cli.inspect --config configs/quickstart.yaml [-n 2] [--split train] [--all-tokens]
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import argparse
 import sys
 from collections import Counter
 
-from tl_lightning.constants import IGNORE_INDEX
+from tl_lightning.core.constants import IGNORE_INDEX
 from tl_lightning.data.tokenization import tokenize_rendered
 
 
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     import warnings
 
-    from tl_lightning.cli import TLCLI
+    from tl_lightning.cli.app import TLCLI
 
     warnings.filterwarnings("ignore", message=".*args parameter is intended to run from within Python.*")
     args = [x for c in a.config for x in ("--config", c)]
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from tl_lightning.runtime import quiet_third_party_logs, run_with_user_errors
+    from tl_lightning.cli.runtime import quiet_third_party_logs, run_with_user_errors
 
     quiet_third_party_logs()
     code = 0

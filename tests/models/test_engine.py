@@ -1,0 +1,125 @@
+"""Rollout engines: the decode loop and the dense sampling copy decode what transformers' generate decodes."""
+
+import pytest
+import torch
+
+from tl_lightning.core.checkpoints import load_tokenizer
+from tl_lightning.models.dense_copy import DenseCopy, dense_bytes
+from tl_lightning.models.engine import DecodeLoop, HFGenerate, _buckets, _distinct, _top_p
+from tl_lightning.models.generation import GenerationSettings
+from tl_lightning.models.loading import ModelSettings, load_policy
+
+
+@pytest.fixture(scope="module")
+def policy(tiny_checkpoint):
+    """The tiny NF4 + LoRA policy with a non-zero adapter (so that the merge matters)."""
+    torch.manual_seed(0)
+    model = load_policy(ModelSettings(checkpoint=tiny_checkpoint, quantization="nf4", compute_dtype="float32"), "cpu")
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.05)
+    return model.eval(), load_tokenizer(tiny_checkpoint)
+
+
+def _prompts():
+    g = torch.Generator().manual_seed(0)
+    prompts = [torch.randint(3, 1000, (n,), generator=g).tolist() for n in (5, 17, 9, 30, 17)]
+    return prompts + [prompts[1], prompts[0]]  # repeated prompts share their prefill
+
+
+def test_distinct_and_buckets_by_hand():
+    distinct, copies = _distinct([[1], [2, 3], [1], [4], [2, 3]])
+    assert distinct == [[1], [2, 3], [4]] and copies == [[0, 2], [1, 4], [3]]
+    # shortest first; a bucket holds at most 10 padded tokens: [1, 2, 3] (3 x 3 = 9), then [5], then [9]
+    assert _buckets([3, 9, 1, 5, 2], 10) == [[2, 4, 0], [3], [1]]
+    assert _buckets([3, 9, 1], None) == [[2, 0, 1]]
+
+
+def test_top_p_keeps_the_smallest_set_reaching_the_mass():
+    scores = torch.tensor([[2.0, 1.0, 0.0, -1.0]]).log_softmax(-1)  # probabilities 0.64, 0.24, 0.09, 0.03
+    kept = torch.isfinite(_top_p(scores, 0.8))
+    assert kept.tolist() == [[True, True, False, False]]
+    assert torch.isfinite(_top_p(scores, 0.5)).tolist() == [[True, False, False, False]]
+
+
+@pytest.mark.parametrize("engine", [
+    DecodeLoop(), DecodeLoop(dense_copy="none"),
+    DecodeLoop(share_prefixes=False, prefill_tokens=None, dense_copy="none"),
+    DecodeLoop(prefill_tokens=20, dense_copy="none"),
+], ids=["default (dense copy on CPU)", "policy", "plain", "buckets"])
+def test_greedy_decode_loop_equals_transformers_generate(policy, engine):
+    model, tok = policy
+    settings = GenerationSettings(max_new_tokens=24)
+    free = HFGenerate().generate(model, _prompts(), tok.pad_token_id, [tok.eos_token_id], settings).responses
+    stops = [tok.eos_token_id, free[0][4], free[3][10]]  # rows finish at different steps and leave the batch
+    reference = HFGenerate().generate(model, _prompts(), tok.pad_token_id, stops, settings)
+    ours = engine.generate(model, _prompts(), tok.pad_token_id, stops, settings)
+    assert ours.responses == reference.responses and ours.logprobs is None
+    assert len({len(r) for r in ours.responses}) > 1  # some rows stopped early
+
+
+def test_sampling_records_the_log_prob_of_each_sampled_token(policy):
+    model, tok = policy
+    settings = GenerationSettings(max_new_tokens=12, do_sample=True, temperature=0.7)
+    torch.manual_seed(3)
+    out = DecodeLoop().generate(model, _prompts(), tok.pad_token_id, [tok.eos_token_id], settings)
+    prompt, response, logq = _prompts()[3], out.responses[3], out.logprobs[3]
+    assert len(logq) == len(response) and all(q <= 0 for q in logq)
+    with torch.no_grad():  # the recorded log q is the token's log-prob under softmax(logits / T)
+        logits = model(input_ids=torch.tensor([prompt + response])).logits[0, len(prompt) - 1:-1]
+    expected = torch.log_softmax(logits / 0.7, -1).gather(1, torch.tensor(response)[:, None]).squeeze(1)
+    assert torch.allclose(torch.tensor(logq), expected, atol=1e-4)
+    torch.manual_seed(3)
+    again = DecodeLoop().generate(model, _prompts(), tok.pad_token_id, [tok.eos_token_id], settings)
+    assert again.responses == out.responses  # seeded: reproducible
+
+
+def test_dense_copy_merges_lora_into_the_dequantized_base(policy):
+    model, tok = policy
+    copy = DenseCopy(torch.float32).refresh(model)
+    ids = torch.tensor(_prompts()[:1])
+    with torch.no_grad():
+        assert torch.allclose(copy(input_ids=ids).logits, model(input_ids=ids).logits, atol=1e-5)
+    settings = GenerationSettings(max_new_tokens=24)
+    reference = HFGenerate().generate(model, _prompts(), tok.pad_token_id, [tok.eos_token_id], settings)
+    assert DecodeLoop().generate(copy, _prompts(), tok.pad_token_id, [tok.eos_token_id], settings).responses == \
+        reference.responses
+    with torch.no_grad():  # a policy update reaches the copy at the next refresh, in place
+        next(p for n, p in model.named_parameters() if "lora_B" in n).add_(0.5)
+        changed = model(input_ids=ids).logits
+        assert DenseCopy(torch.float32).refresh(model) is not copy
+        same = DenseCopy(torch.float32)
+        same.model = copy
+        assert same.refresh(model) is copy and torch.allclose(copy(input_ids=ids).logits, changed, atol=1e-5)
+
+
+def test_dense_copy_refuses_past_its_budget(policy):
+    from tl_lightning.core.errors import UserError
+
+    model, _ = policy
+    need = dense_bytes(model, torch.float32)
+    assert need > 0
+    with pytest.raises(UserError, match="dense sampling copy needs"):
+        DenseCopy(torch.float32, max_gib=need / 2**30 / 2).refresh(model)
+
+
+def test_auto_copy_on_cpu_within_budget_and_rebuilt_after_an_update(policy):
+    model, tok = policy
+    engine = DecodeLoop()
+    copy = engine.sampling_model(model)
+    assert copy is not model and engine.sampling_model(model) is copy  # built once while the policy is unchanged
+    assert DecodeLoop(dense_copy="none").sampling_model(model) is model
+    assert DecodeLoop(dense_max_gib=1e-9).sampling_model(model) is model  # auto: over budget, no copy
+    ids = torch.tensor(_prompts()[:1])
+    lora_b = next(p for n, p in model.named_parameters() if "lora_B" in n)
+    with torch.no_grad():
+        before = copy(input_ids=ids).logits.clone()
+        lora_b.add_(0.3)
+        try:
+            assert torch.equal(engine.sampling_model(model)(input_ids=ids).logits, before)  # not told: stale
+            engine.policy_changed()
+            assert torch.allclose(engine.sampling_model(model)(input_ids=ids).logits, model(input_ids=ids).logits,
+                                  atol=1e-5)
+        finally:
+            lora_b.sub_(0.3)
