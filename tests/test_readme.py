@@ -73,6 +73,16 @@ def test_every_block_is_run_or_marked():
         assert b["skip"] is None or b["skip"].strip(), f"{b['page']}:{b['line']}: empty skip reason"
 
 
+def test_every_page_with_commands_is_run_once():
+    """A docs page that shows a ```bash block is in `PAGES` (its commands run), and no runnable block is run twice
+    (a command copied into two pages, or a page listed twice)."""
+    with_blocks = {p for p in (ROOT / "docs").glob("*.md") if readme_blocks(p.read_text())}
+    assert not with_blocks - set(PAGES), f"add to PAGES: {sorted(p.name for p in with_blocks - set(PAGES))}"
+    assert len(PAGES) == len(set(PAGES)), "a page is listed twice in PAGES"
+    runnable = [b["code"].strip() for b in BLOCKS if not b["skip"]]
+    assert len(runnable) == len(set(runnable)), "the same commands run in two blocks"
+
+
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("readme")
@@ -109,11 +119,25 @@ def test_readme_block(block, workdir):
     assert not missing, f"{where}: the page shows output that was not printed: {missing}"
 
 
+def _anchors(page: Path) -> set[str]:
+    """GitHub's anchors for the headings of a markdown page ("## Memory: a 7B model" -> "memory-a-7b-model")."""
+    seen, anchors = {}, set()
+    for heading in re.findall(r"^#+ (.+)$", page.read_text(), flags=re.MULTILINE):
+        slug = re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+        anchors.add(f"{slug}-{seen[slug]}" if slug in seen else slug)
+        seen[slug] = seen.get(slug, 0) + 1
+    return anchors
+
+
 def test_relative_links_point_at_files():
-    """Every relative link of the README and the docs pages names a file that exists (pages moved in #25)."""
+    """Every relative link of the README and the docs pages names a file that exists, and a `#heading` in it names
+    a heading of that page (pages moved in #25)."""
     broken = []
     for page in [README, *sorted((ROOT / "docs").glob("*.md"))]:
-        for target in re.findall(r"\]\((?!https?:|#|mailto:)([^)\s#]+)", page.read_text()):
-            if not (page.parent / target).exists():
+        for target, anchor in re.findall(r"\]\((?!https?:|mailto:)([^)\s#]*)(?:#([^)\s]+))?\)", page.read_text()):
+            path = page.parent / target if target else page
+            if not path.exists():
                 broken.append(f"{page.relative_to(ROOT)} -> {target}")
+            elif anchor and path.suffix == ".md" and anchor not in _anchors(path):
+                broken.append(f"{page.relative_to(ROOT)} -> {target}#{anchor}")
     assert not broken, broken
