@@ -4,11 +4,12 @@
 
 Shapes (issue #26): `grpo`: SmolLM2-135M NF4 + LoRA, 2 ToolWorld prompts x 8 samples, 64 new tokens, T 1;
 `ppo`: the same model, 8 distinct prompts x 1 sample; `tiny`: the test model, 8 prompts x 4 samples. Options:
-`hf` (transformers' generate on the whole batch, the path before the engine), `loop` (`DecodeLoop`: shared
-prefixes, length buckets, finished rows leave, in-place KV cache) and `loop+dense` (the same on a dense fp32 copy,
-refresh time included). Each repetition runs every option once, in turn, with the same seed; medians and ranges
-are printed as JSON with the machine's load average. Needs `runs/smollm2-135m` (`python -m
-tl_lightning.models.pretrained smollm2 runs/smollm2-135m`) for the SmolLM2 shapes.
+`hf` (transformers' generate on the whole batch, the path before the engine); `loop` (`DecodeLoop(dense_copy=
+"none")`: shared prefixes, length buckets, finished rows leave, in-place KV cache); `loop+dense` (the same on a
+dense fp32 copy rebuilt every call, refresh included: what the default `DecodeLoop()` does on CPU). Each
+repetition runs every option once, in turn, with the same seed; medians and ranges are printed as JSON with the
+machine's load average. The SmolLM2 shapes need `runs/smollm2-135m` (`python -m tl_lightning.models.pretrained
+smollm2 runs/smollm2-135m`).
 """
 
 from __future__ import annotations
@@ -41,16 +42,17 @@ def _prompts(tok, n: int, copies: int) -> list[list[int]]:
 
 def run_shape(model, tok, prompts: list[list[int]], new_tokens: int, reps: int) -> dict:
     from tl_lightning.format.render import stop_token_ids
-    from tl_lightning.models.dense_copy import DenseCopy
     from tl_lightning.models.engine import DecodeLoop, HFGenerate
     from tl_lightning.models.generation import GenerationSettings
 
     settings = GenerationSettings(max_new_tokens=new_tokens, do_sample=True, temperature=1.0)
-    stops, dense = stop_token_ids(tok), DenseCopy(torch.float32)
+    stops = stop_token_ids(tok)
+    # a fresh engine per call: the dense copy is rebuilt every time (as after each RL update), its cost included
     options = {"hf": lambda: HFGenerate().generate(model, prompts, tok.pad_token_id, stops, settings),
-               "loop": lambda: DecodeLoop().generate(model, prompts, tok.pad_token_id, stops, settings),
-               "loop+dense": lambda: DecodeLoop().generate(dense.refresh(model), prompts, tok.pad_token_id, stops,
-                                                           settings)}
+               "loop": lambda: DecodeLoop(dense_copy="none").generate(model, prompts, tok.pad_token_id, stops,
+                                                                       settings),
+               "loop+dense": lambda: DecodeLoop(dense_copy="float32").generate(model, prompts, tok.pad_token_id,
+                                                                               stops, settings)}
     rates: dict[str, list[float]] = {k: [] for k in options}
     for rep in range(reps):
         for name, generate in options.items():
