@@ -18,6 +18,7 @@ from tl_lightning.core.errors import as_dataclass, to_plain
 from tl_lightning.data.batches import PromptBatch
 from tl_lightning.evaluation.predict import predict_batch
 from tl_lightning.metrics.tool_call import ToolCallMetrics
+from tl_lightning.models.engine import DecodeLoop
 from tl_lightning.models.generation import GenerationSettings
 from tl_lightning.models.loading import ModelSettings, decoder_and_head, load_policy, prepare_checkpoint
 from tl_lightning.objectives.chunked import head_stats
@@ -50,6 +51,7 @@ class SFTSystem(L.LightningModule):
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
         self.policy_settings = as_dataclass(ModelSettings, policy)
         self.generation = as_dataclass(GenerationSettings, generation)
+        self.engine = DecodeLoop()  # decodes the validation step prompts (one engine: its dense copy is reused)
         self.val_tool_metrics = ToolCallMetrics()
         self.optimizer_factory, self.scheduler_factory = optimizer, lr_scheduler
         self.model = None
@@ -137,13 +139,16 @@ class SFTSystem(L.LightningModule):
     def validation_step(self, batch: dict | PromptBatch, batch_idx: int, dataloader_idx: int = 0) -> None:
         if isinstance(batch, PromptBatch):  # step prompts: decode greedily and score
             if not self.trainer.sanity_checking:
-                preds = predict_batch(self.model, self.tokenizer, batch, self.generation)
+                preds = predict_batch(self.model, self.tokenizer, batch, self.generation, engine=self.engine)
                 self.val_tool_metrics.update_classified([p.classification for p in preds])
             return
         out = self._losses(batch)
         bs = batch["input_ids"].size(0)
         for k in ("loss", "weighted_loss", "key_token_acc", "token_acc"):
             self.log(f"val/{k}", out[k], prog_bar=k == "loss", batch_size=bs, sync_dist=True, add_dataloader_idx=False)
+
+    def on_validation_epoch_start(self) -> None:
+        self.engine.policy_changed()  # the adapter trained since the last validation: rebuild any sampling copy once
 
     def on_validation_epoch_end(self) -> None:
         if float(self.val_tool_metrics.total) == 0:  # nothing decoded (no prompt loader, or the sanity check)
