@@ -8,7 +8,8 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "tl_lightning"
 # lowest first; a module may import its own layer and the layers below it
-LAYERS = ["core", "format", "objectives", "rewards", "data", "metrics", "models", "evaluation", "systems", "cli"]
+LAYERS = ["core", "format", "objectives", "rewards", "data", "metrics", "models", "envs", "evaluation", "systems",
+          "serving", "cli"]
 """One folder a layer (`tl_lightning/<layer>/`), lowest first; the package's `__init__.py` is the only module
 outside them and imports nothing of ours."""
 

@@ -14,7 +14,8 @@ from tl_lightning.cli.app import TLCLI
 ROOT = Path(__file__).resolve().parents[1] / "configs"
 STRATEGIES = sorted((ROOT / "strategies").glob("*.yaml"))
 PROMPT_OVERLAYS = [ROOT / "smollm2" / "chat_template.yaml"]
-OVERLAYS = {ROOT / "tiny.yaml", ROOT / "tiny_ppo.yaml", ROOT / "eval" / "tiny.yaml", *STRATEGIES, *PROMPT_OVERLAYS}
+OVERLAYS = {ROOT / "tiny.yaml", ROOT / "tiny_ppo.yaml", ROOT / "tiny_online.yaml", ROOT / "eval" / "tiny.yaml",
+            *STRATEGIES, *PROMPT_OVERLAYS}
 # stage configs: configs/ and the ablation benchmark's (ids relative to configs/)
 CONFIGS = sorted([p for p in ROOT.rglob("*.yaml") if p not in OVERLAYS] +
                  list((ROOT.parent / "benchmarks" / "ablation").glob("*.yaml")))
@@ -24,6 +25,7 @@ def overlay_for(config: Path) -> Path:
     system = yaml.safe_load(config.read_text())["model"]["class_path"]
     return {"tl_lightning.systems.sft.SFTSystem": ROOT / "tiny.yaml",
             "tl_lightning.systems.ppo.PPOSystem": ROOT / "tiny_ppo.yaml",
+            "tl_lightning.systems.online.OnlineRLSystem": ROOT / "tiny_online.yaml",
             "tl_lightning.systems.evaluation.EvalSystem": ROOT / "eval" / "tiny.yaml"}[system]
 
 

@@ -5,9 +5,10 @@ import torch
 
 from tl_lightning.core.checkpoints import load_tokenizer
 from tl_lightning.models.dense_copy import DenseCopy, dense_bytes
-from tl_lightning.models.engine import DecodeLoop, HFGenerate, _buckets, _distinct, _top_p
+from tl_lightning.models.engine import DecodeLoop, HFGenerate, _top_p
 from tl_lightning.models.generation import GenerationSettings
 from tl_lightning.models.loading import ModelSettings, load_policy
+from tl_lightning.models.prefill_plan import PrefixGroup, buckets, distinct, prefill_cost, prefix_groups
 
 
 @pytest.fixture(scope="module")
@@ -24,16 +25,43 @@ def policy(tiny_checkpoint):
 
 def _prompts():
     g = torch.Generator().manual_seed(0)
-    prompts = [torch.randint(3, 1000, (n,), generator=g).tolist() for n in (5, 17, 9, 30, 17)]
-    return prompts + [prompts[1], prompts[0]]  # repeated prompts share their prefill
+    prompts = [torch.randint(3, 1000, (n,), generator=g).tolist() for n in (5, 17, 9, 40, 17)]
+    # repeated prompts share their prefill; two prompts extend prompt 3 (shared prefix 39, tails of 1, 5 and 2)
+    return prompts + [prompts[1], prompts[0], prompts[3] + [7, 8, 9, 10], prompts[3] + [11]]
 
 
-def test_distinct_and_buckets_by_hand():
-    distinct, copies = _distinct([[1], [2, 3], [1], [4], [2, 3]])
-    assert distinct == [[1], [2, 3], [4]] and copies == [[0, 2], [1, 4], [3]]
+def test_the_test_prompts_share_a_prefix():
+    unique, _ = distinct(_prompts())
+    assert PrefixGroup(39, (3, 5, 6)) in prefix_groups(unique, 32)
+
+
+def test_distinct_by_hand():
+    unique, copies = distinct([[1], [2, 3], [1], [4], [2, 3]])
+    assert unique == [[1], [2, 3], [4]] and copies == [[0, 2], [1, 4], [3]]
+
+
+def test_prefix_groups_by_hand():
+    a, b = [1, 2, 3, 4, 5], [1, 2, 3, 4, 6, 7]
+    # a and b share 4 tokens; c shares 1 with them (below min_shared 2); d = a's prefix + 9 (shares 4 with a)
+    c, d = [1, 9], [1, 2, 3, 4, 9]
+    assert prefix_groups([a, b, c, d], 2) == [PrefixGroup(4, (0, 1, 3)), PrefixGroup(1, (2,))]
+    # a prompt that is another's prefix keeps one token of its own
+    assert prefix_groups([[5, 6, 7], [5, 6, 7, 8]], 2) == [PrefixGroup(2, (0, 1))]
+    # joining must pay: e shares 2 tokens with a 3-member group sharing 4 (loses 3 x 2 = 6 > 2 gained): alone
+    e = [1, 2, 8, 8, 8]
+    assert prefix_groups([a, b, d, e], 2) == [PrefixGroup(4, (0, 1, 2)), PrefixGroup(4, (3,))]
+
+
+def test_buckets_by_hand():
+    singles = [PrefixGroup(n - 1, (i,)) for i, n in enumerate([3, 9, 1, 5, 2])]
+    lengths = [3, 9, 1, 5, 2]
     # shortest first; a bucket holds at most 10 padded tokens: [1, 2, 3] (3 x 3 = 9), then [5], then [9]
-    assert _buckets([3, 9, 1, 5, 2], 10) == [[2, 4, 0], [3], [1]]
-    assert _buckets([3, 9, 1], None) == [[2, 0, 1]]
+    assert [[g.members[0] for g in b] for b in buckets(singles, lengths, 10)] == [[2, 4, 0], [3], [1]]
+    assert len(buckets(singles, lengths, None)) == 1
+    # a shared prefix of 6 for members of 8 and 9 tokens: 1 x 6 + 2 x 3 = 12 padded tokens, plus a single of 4
+    # (prefix 3, tail 1): 2 x 6 + 3 x 3 = 21
+    shared = [PrefixGroup(6, (0, 1)), PrefixGroup(3, (2,))]
+    assert prefill_cost(shared[:1], [8, 9, 4]) == 12 and prefill_cost(shared, [8, 9, 4]) == 21
 
 
 def test_top_p_keeps_the_smallest_set_reaching_the_mass():
@@ -47,7 +75,8 @@ def test_top_p_keeps_the_smallest_set_reaching_the_mass():
     DecodeLoop(), DecodeLoop(dense_copy="none"),
     DecodeLoop(share_prefixes=False, prefill_tokens=None, dense_copy="none"),
     DecodeLoop(prefill_tokens=20, dense_copy="none"),
-], ids=["default (dense copy on CPU)", "policy", "plain", "buckets"])
+    DecodeLoop(min_shared_prefix=1000, dense_copy="none"),
+], ids=["default (dense copy on CPU)", "policy", "plain", "buckets", "identical prompts only"])
 def test_greedy_decode_loop_equals_transformers_generate(policy, engine):
     model, tok = policy
     settings = GenerationSettings(max_new_tokens=24)

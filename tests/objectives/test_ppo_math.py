@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tl_lightning.objectives.advantages import gae, masked_mean, whiten
+from tl_lightning.objectives.advantages import gae, masked_mean, token_rewards, whiten
 from tl_lightning.objectives.kl import AdaptiveKLController, FixedKLController, kl_estimate
 from tl_lightning.objectives.ppo import aggregate, clipped_policy_loss, clipped_value_loss, data_parallel_share
 
@@ -130,3 +130,35 @@ def test_whiten_over_ranks_equals_whitening_the_union_batch():
         torch.testing.assert_close(part, whole[rows])
     assert not torch.allclose(whiten(x[:2], m[:2]), whole[:2])  # rank-local statistics would differ
     torch.testing.assert_close(whiten(x, m, reduce_sum=lambda t: t), whole)  # one process: the same numbers
+
+
+def test_gae_steps_over_tool_outputs_so_earlier_actions_get_the_final_reward():
+    # an episode: sampled tokens 0-1, a tool output at 2-3 (mask 0), sampled tokens 4-5, padding at 6
+    mask = torch.tensor([[1.0, 1, 0, 0, 1, 1, 0]])
+    rewards = token_rewards(torch.tensor([1.0]), mask)
+    assert rewards.tolist() == [[0, 0, 0, 0, 0, 1.0, 0]]  # the score sits on the last sampled token, not on padding
+    # gamma = lam = 1, values 0: every sampled token's advantage is the final reward
+    adv, _ = gae(rewards, torch.zeros(1, 7), mask, gamma=1.0, lam=1.0)
+    assert adv.tolist() == [[1.0, 1.0, 0, 0, 1.0, 1.0, 0]]
+    # by hand with values V = [0.5, 0.2, 9, 9, 0.4, 0.1, 9] (9s are masked), gamma 1, lam 0.5; the next state of
+    # token 1 is token 4: d5 = 1 - 0.1 = 0.9; d4 = 0.1 - 0.4 = -0.3; d1 = 0.4 - 0.2 = 0.2; d0 = 0.2 - 0.5 = -0.3
+    # A5 = 0.9; A4 = -0.3 + 0.45 = 0.15; A1 = 0.2 + 0.075 = 0.275; A0 = -0.3 + 0.1375 = -0.1625
+    values = torch.tensor([[0.5, 0.2, 9, 9, 0.4, 0.1, 9]])
+    adv, ret = gae(rewards, values, mask, gamma=1.0, lam=0.5)
+    torch.testing.assert_close(adv, torch.tensor([[-0.1625, 0.275, 0, 0, 0.15, 0.9, 0]]))
+    torch.testing.assert_close(ret, torch.tensor([[0.3375, 0.475, 0, 0, 0.55, 1.0, 0]]))
+
+
+def test_token_rewards_put_the_kl_penalty_on_every_token():
+    mask = torch.tensor([[1.0, 1, 1], [1, 0, 0]])
+    kl = torch.tensor([[0.1, 0.2, 0.3], [0.5, 0.0, 0.0]])
+    got = token_rewards(torch.tensor([2.0, -1.0]), mask, kl, kl_coef=0.5)
+    torch.testing.assert_close(got, torch.tensor([[-0.05, -0.1, 1.85], [-1.25, 0.0, 0.0]]))
+
+
+def test_informative_rows_leave_out_groups_with_equal_scores():
+    from tl_lightning.objectives.advantages import informative_rows
+
+    scores = torch.tensor([1.0, 1.0, 0.0, 1.0, -2.0, -2.0])  # groups of 2: equal, varied, equal
+    assert informative_rows(scores, 2).tolist() == [2, 3]
+    assert informative_rows(torch.zeros(4), 2).tolist() == []

@@ -267,6 +267,19 @@ def test_grpo_constant_reward_keeps_policy_near_reference(tiny_checkpoint, tmp_p
     assert max(kls) < 0.05, kls
 
 
+def test_uniform_groups_are_dropped_before_the_update(tiny_checkpoint, tmp_path):
+    L.seed_everything(0)
+    system = _grpo(tiny_checkpoint, reward=ZERO, ppo={"ppo_epochs": 2, "minibatch_size": 6, "drop_uniform_groups": True})
+    system.configure_model()
+    before = {n: p.detach().clone() for n, p in system.named_parameters() if ".default." in n}
+    trainer = _trainer(tmp_path, 2, enable_checkpointing=False)
+    trainer.fit(system, _small_dm(tiny_checkpoint))
+    # every score is 0: both iterations' groups are dropped, no update runs, the adapter is untouched
+    assert system.dropped_groups == 4 and system.iteration == 2
+    assert all(torch.equal(before[n], p) for n, p in system.named_parameters() if n in before)
+    assert trainer.logged_metrics["rollout/dropped_groups"] == 4
+
+
 def test_grpo_resume_is_exact(tiny_checkpoint, tmp_path):
     # 2 of 4 iterations: 2 epochs × 1 minibatch each
     _, _, saved = _stop_and_resume(tmp_path, lambda: _grpo(tiny_checkpoint), lambda: _small_dm(tiny_checkpoint), 4)

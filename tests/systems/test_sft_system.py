@@ -44,7 +44,9 @@ def test_sft_trains_lora_only_and_adapter_reloads(tiny_checkpoint, tmp_path):
 
     export = Path(trainer.log_dir) / "hf" / "final"
     assert (export / "adapter_config.json").is_file() and (export / "tokenizer.json").is_file()
-    assert (Path(trainer.log_dir) / "data_stats.json").is_file()
+    assert (Path(trainer.log_dir) / "data_stats.json").is_file() and (export / "data_stats.json").is_file()
+    card = (export / "README.md").read_text()  # our model card, not peft's template
+    assert card.startswith("---\nbase_model: ") and "library_name: peft" in card and "More Information" not in card
     from peft import PeftModel
 
     from tl_lightning.models.loading import load_base_model

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 from pathlib import Path
 
 from tl_lightning.core.errors import UserError
+from tl_lightning.systems.model_card import write_model_card
 
 
 def merge_adapter(adapter_dir: str | Path, out_dir: str | Path, base: str | None = None,
@@ -38,6 +40,10 @@ def merge_adapter(adapter_dir: str | Path, out_dir: str | Path, base: str | None
     merged.save_pretrained(out)
     tok_src = adapter_dir if (adapter_dir / "tokenizer_config.json").is_file() else base
     load_tokenizer(str(tok_src)).save_pretrained(out)
+    for name in ("config.yaml", "data_stats.json"):  # the run's record travels with the model (card, server)
+        if (adapter_dir / name).is_file():
+            shutil.copy(adapter_dir / name, out / name)
+    write_model_card(out, "transformers")
     return out
 
 

@@ -99,12 +99,15 @@ class BenchmarkDataModule(ToolDataModule):
         bfcl_fallback_dir: BFCL data folder (relative to the working directory) for bfcl benchmarks without a
             `data_dir` when the bfcl-eval package is not installed; configs/eval/tiny.yaml points it at
             tests/fixtures/bfcl (a few items per category), so the CPU smoke run covers BFCL either way.
+        order: "prompt" (default): batches hold prompts in token order, so that prompts sharing a prefix (RoTBench
+            items written against one tool list) meet in a batch and the engine prefills that prefix once
+            (`models/prefill_plan.py`); "file": the files' order. Every prediction keeps its item id either way.
     """
 
     def __init__(self, tokenizer: str = "codellama/CodeLlama-7b-hf", benchmarks: list[BenchmarkSource] | None = None,
                  root: str = "data", prompt_format: Literal["paper", "chat_template"] = "paper", batch_size: int = 16,
                  on_error: Literal["raise", "skip"] = "skip", limit: int | None = None,
-                 bfcl_fallback_dir: str | None = None) -> None:
+                 bfcl_fallback_dir: str | None = None, order: Literal["prompt", "file"] = "prompt") -> None:
         super().__init__()
         self.save_hyperparameters()
         self.benchmarks = [as_dataclass(BenchmarkSource, b) for b in benchmarks or []]
@@ -127,6 +130,8 @@ class BenchmarkDataModule(ToolDataModule):
             # each prompt carries its benchmark's mode: the system scores every prompt by its own benchmark's rules
             self.items += self.prompt_items(convs, b.name, scoring_mode(b))
             log.info("benchmark %s: %d prompts", b.name, len(convs))
+        if self.hparams.order == "prompt":
+            self.items.sort(key=lambda item: item["input_ids"])
 
     def _bfcl_dir(self) -> str | None:
         """The fallback BFCL folder when it is needed: bfcl-eval absent and a fallback configured."""

@@ -7,7 +7,7 @@ Nothing here searches text: positions come from the renderer's character spans.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -112,3 +112,50 @@ def check_prefix(rendered: Rendered, tokenizer) -> list[int]:
             if full[: len(prefix)] != prefix:
                 bad.append(seg.message_index)
     return bad
+
+
+def turn_continuation_ids(renderer: Renderer, tokenizer, conv: Conversation, stop_text: str) -> list[int]:
+    """Token ids of what follows the last assistant turn of `conv` after its stop token: the tool messages after
+    it and the header of the next assistant turn (`add_generation_prompt`). Online RL appends these to the tokens
+    the policy sampled, so no earlier turn is ever re-tokenized. `stop_text` is the stop token as text (EOS in the
+    paper format, the template's end-of-turn token otherwise); what a template writes after it (ChatML's newline)
+    belongs to the continuation."""
+    rendered = renderer.render(conv, add_generation_prompt=True)
+    last = max(i for i, m in enumerate(conv.messages) if m.role == "assistant")
+    seg = next(s for s in reversed(rendered.segments) if s.message_index == last and s.role == "assistant")
+    cut = rendered.text.rfind(stop_text, seg.start, seg.end)
+    if cut < 0:
+        raise ValueError(f"the rendered assistant turn of {conv.id!r} does not end with the stop token {stop_text!r}")
+    # tokenized behind the stop token, as in the full render: alone, SentencePiece would give the text a leading
+    # "▁" (Llama's dummy prefix) that the full render does not have
+    head = tokenizer(stop_text, add_special_tokens=False)["input_ids"]
+    ids = tokenizer(rendered.text[cut:], add_special_tokens=False)["input_ids"]
+    if ids[:len(head)] == head:
+        return list(ids[len(head):])
+    return list(tokenizer(rendered.text[cut + len(stop_text):], add_special_tokens=False)["input_ids"])
+
+
+def turn_by_turn_ids(renderer: Renderer, tokenizer, conv: Conversation, stop_text: str) -> list[int]:
+    """`conv` tokenized the way an online episode builds it: the prompt up to the first assistant turn, then each
+    assistant turn's own text up to its stop token and the continuation after it. Equal to the full render's
+    tokens (up to what follows the last stop) when the format tokenizes turn by turn (`tokenization_gap`)."""
+    turns = [i for i, m in enumerate(conv.messages) if m.role == "assistant"]
+    ids = prompt_token_ids([replace(conv, messages=conv.messages[:turns[0]])], renderer, tokenizer)[0]
+    rendered = renderer.render(conv)
+    for k, i in enumerate(turns):
+        seg = next(s for s in reversed(rendered.segments) if s.message_index == i and s.role == "assistant")
+        end = rendered.text.rfind(stop_text, seg.start, seg.end) + len(stop_text)
+        ids += tokenizer(rendered.text[seg.start:end], add_special_tokens=False)["input_ids"]
+        if k + 1 < len(turns):
+            ids += turn_continuation_ids(renderer, tokenizer, replace(conv, messages=conv.messages[:turns[k + 1]]),
+                                         stop_text)
+    return ids
+
+
+def tokenization_gap(renderer: Renderer, tokenizer, conv: Conversation, stop_text: str) -> int | None:
+    """The first token position where the turn-by-turn stream of `conv` differs from its full render (None: equal
+    up to the end of the stream)."""
+    stream = turn_by_turn_ids(renderer, tokenizer, conv, stop_text)
+    full = list(tokenize_rendered(renderer.render(conv), tokenizer)["input_ids"])
+    return next((k for k, (a, b) in enumerate(zip(stream, full)) if a != b),
+                None if len(full) >= len(stream) else len(full))

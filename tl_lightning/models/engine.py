@@ -5,8 +5,9 @@ rollouts (`PolicyRunner.sample`) and by evaluation (`evaluation.predict`).
   prefilled, padded to the longest prompt, and decoded until the last row stops.
 * `DecodeLoop` (default): our own decode loop on the model's KV cache, with the levers measured in
   `benchmarks/rollout.py`:
-  - **prefix sharing**: identical prompts (a GRPO group's G samples of one prompt) are prefilled once and their
-    KV cache is expanded G times; prefill is most of a CPU rollout's time;
+  - **prefix sharing** (`models/prefill_plan.py`): identical prompts (a GRPO group's G samples of one prompt) are
+    prefilled once and their KV cache is expanded G times, and prompts that share a prefix (RoTBench items with
+    one tool list) prefill it once, then their own tails; prefill is most of a CPU rollout's time;
   - **length buckets**: prompts are prefilled shortest first, at most `prefill_tokens` (padded) tokens at a time,
     so a short prompt never waits in a batch padded to the longest one;
   - **finished rows leave**: a row that emitted a stop token is dropped from the decode batch and its cache;
@@ -28,11 +29,11 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from transformers import DynamicCache
-from transformers.cache_utils import DynamicLayer
 
 from tl_lightning.models.dense_copy import DenseCopy, dense_bytes
 from tl_lightning.models.generation import Generated, GenerationSettings, _as_ids, generate_responses, left_pad
+from tl_lightning.models.kv_cache import roomy_cache
+from tl_lightning.models.prefill_plan import PrefixGroup, buckets, distinct, prefix_groups
 from tl_lightning.objectives.chunked import sampling_logits
 
 
@@ -60,7 +61,9 @@ class DecodeLoop(RolloutEngine):
     """Our decode loop: shared prefixes, length buckets, finished rows leave the batch.
 
     Args:
-        share_prefixes: prefill each distinct prompt once and expand its KV cache to its copies.
+        share_prefixes: prefill each distinct prompt once and expand its KV cache to its copies, and each prefix
+            of at least `min_shared_prefix` tokens that distinct prompts share once before their own tails.
+        min_shared_prefix: the shortest prefix worth sharing between distinct prompts.
         prefill_tokens: prompts prefilled together, shortest first, up to this many padded tokens (at least one
             prompt); each bucket is then decoded on its own. None: the whole batch at once.
         dense_copy: generate with a dense copy of the policy (`models/dense_copy.py`: base dequantized, LoRA
@@ -70,12 +73,15 @@ class DecodeLoop(RolloutEngine):
         dense_max_gib: the copy's memory budget: an explicit dtype over it is refused (one line), "auto" skips it.
     """
 
-    def __init__(self, share_prefixes: bool = True, prefill_tokens: int | None = 8192,
+    def __init__(self, share_prefixes: bool = True, min_shared_prefix: int = 32, prefill_tokens: int | None = 8192,
                  dense_copy: Literal["auto", "none", "float32", "bfloat16"] = "auto",
                  dense_max_gib: float | None = 2.0) -> None:
         if prefill_tokens is not None and prefill_tokens < 1:
             raise ValueError(f"prefill_tokens must be >= 1 or null, got {prefill_tokens}")
-        self.share_prefixes, self.prefill_tokens = share_prefixes, prefill_tokens
+        if min_shared_prefix < 1:
+            raise ValueError(f"min_shared_prefix must be >= 1, got {min_shared_prefix}")
+        self.share_prefixes, self.min_shared_prefix = share_prefixes, min_shared_prefix
+        self.prefill_tokens = prefill_tokens
         self.dense_copy, self.dense_max_gib = dense_copy, dense_max_gib
         self._copy: DenseCopy | None = None
         self._copy_of: int | None = None  # id() of the policy the copy was built from, None when stale
@@ -108,103 +114,58 @@ class DecodeLoop(RolloutEngine):
     def generate(self, model, prompts, pad_id, stop_ids, settings):
         model = self.sampling_model(model)
         cut = [p[-settings.max_prompt_length:] for p in prompts]
-        distinct, copies = _distinct(cut) if self.share_prefixes else (cut, [[i] for i in range(len(cut))])
+        if self.share_prefixes:
+            unique, copies = distinct(cut)
+            groups = prefix_groups(unique, self.min_shared_prefix)
+        else:
+            unique, copies = cut, [[i] for i in range(len(cut))]
+            groups = [PrefixGroup(max(len(p) - 1, 0), (i,)) for i, p in enumerate(unique)]
         responses: list[list[int] | None] = [None] * len(cut)
         logq: list[list[float] | None] = [None] * len(cut)
-        for bucket in _buckets([len(p) for p in distinct], self.prefill_tokens):
-            rows = [i for d in bucket for i in copies[d]]
-            out = _decode(model, [distinct[d] for d in bucket], [len(copies[d]) for d in bucket], pad_id,
-                          _as_ids(stop_ids), settings)
+        for bucket in buckets(groups, [len(p) for p in unique], self.prefill_tokens):
+            order = [d for g in bucket for d in g.members]
+            cache, logits, mask = _prefill(model, bucket, unique, pad_id, settings.max_new_tokens)
+            out = _decode(model, cache, logits, mask, [len(copies[d]) for d in order], _as_ids(stop_ids), settings)
+            rows = [i for d in order for i in copies[d]]
             for i, r, q in zip(rows, out.responses, out.logprobs or [None] * len(rows)):
                 responses[i], logq[i] = r, q
         return Generated(responses, logq if settings.do_sample else None)
 
 
-def _distinct(prompts: list[list[int]]) -> tuple[list[list[int]], list[list[int]]]:
-    """(the distinct prompts in first-seen order, per distinct prompt the batch rows that hold it)."""
-    index: dict[tuple[int, ...], int] = {}
-    copies: list[list[int]] = []
-    for i, p in enumerate(prompts):
-        d = index.setdefault(tuple(p), len(index))
-        if d == len(copies):
-            copies.append([])
-        copies[d].append(i)
-    return [list(k) for k in index], copies
-
-
-def _buckets(lengths: list[int], max_tokens: int | None) -> list[list[int]]:
-    """Indices grouped shortest first so that each group's padded size (count × its longest) stays within
-    `max_tokens` (a group has at least one prompt)."""
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    if max_tokens is None:
-        return [order]
-    groups: list[list[int]] = []
-    for i in order:
-        if groups and (len(groups[-1]) + 1) * lengths[i] <= max_tokens:
-            groups[-1].append(i)
-        else:
-            groups.append([i])
-    return groups
-
-
-class RoomyLayer(DynamicLayer):
-    """transformers' `DynamicLayer` whose keys and values live in a buffer with room for the tokens still to come,
-    so appending a token writes in place. The stock layer concatenates, copying every layer's whole cache at every
-    step (a third of a CPU decode step at the GRPO shape, profiled)."""
-
-    def __init__(self, room: int) -> None:
-        super().__init__()
-        self.room = room
-
-    def lazy_initialization(self, key_states, value_states):
-        super().lazy_initialization(key_states, value_states)
-        self._k = self._v = None
-        self._n = 0
-
-    def update(self, key_states, value_states, *args, **kwargs):
-        if not self.is_initialized:
-            self.lazy_initialization(key_states, value_states)
-        t = key_states.shape[-2]
-        if self._k is None or self._n + t > self._k.shape[-2]:
-            self._k = self._grow(self._k, key_states, self._n + t + self.room)
-            self._v = self._grow(self._v, value_states, self._n + t + self.room)
-        self._k[..., self._n:self._n + t, :] = key_states
-        self._v[..., self._n:self._n + t, :] = value_states
-        self._n += t
-        self.keys, self.values = self._k[..., :self._n, :], self._v[..., :self._n, :]
-        return self.keys, self.values
-
-    def _grow(self, old: torch.Tensor | None, new: torch.Tensor, size: int) -> torch.Tensor:
-        buffer = new.new_empty(*new.shape[:2], size, new.shape[-1])
-        if old is not None and self._n:
-            buffer[..., :self._n, :] = old[..., :self._n, :]
-        return buffer
-
-    def batch_select_indices(self, indices: torch.Tensor) -> None:
-        self._k, self._v = self._k[indices], self._v[indices]
-        self.keys, self.values = self._k[..., :self._n, :], self._v[..., :self._n, :]
-
-
-def roomy_cache(config, room: int) -> DynamicCache:
-    """A `DynamicCache` whose full-attention layers append in place (other layer types, e.g. sliding windows, keep
-    their own class)."""
-    cache = DynamicCache(config=config)
-    cache.layers = [RoomyLayer(room) if type(layer) is DynamicLayer else layer for layer in cache.layers]
-    return cache
-
-
-def _decode(model, prompts: list[list[int]], repeats: list[int], pad_id: int, stops: tuple[int, ...],
-            settings: GenerationSettings) -> Generated:
-    """Prefill `prompts` once, expand row i to `repeats[i]` copies, decode until every copy stopped; the rows of
-    the result are the copies in order (prompt 0's copies first)."""
+def _prefill(model, bucket: list[PrefixGroup], prompts: list[list[int]], pad_id: int, room: int):
+    """(KV cache, next-token logits, attention mask) of the bucket's prompts, one row per member in group order.
+    Shared prefixes are prefilled once, the cache expanded to the members, then each member's tail: padding sits
+    between prefix and tail, masked, with positions that skip it. Nothing shared: one stage of whole prompts."""
     device = next(model.parameters()).device
-    ids, mask = left_pad(prompts, pad_id)
-    ids, mask = ids.to(device), mask.to(device)
-    cache = roomy_cache(model.config, settings.max_new_tokens)
-    logits = model(input_ids=ids, attention_mask=mask, position_ids=_positions(mask), past_key_values=cache,
-                   use_cache=True, logits_to_keep=1).logits[:, -1]
+    if all(len(g.members) == 1 for g in bucket):
+        ids, mask = (t.to(device) for t in left_pad([prompts[g.members[0]] for g in bucket], pad_id))
+        cache = roomy_cache(model.config, room)
+        return cache, _forward(model, ids, mask, cache), mask
+    heads, mask = (t.to(device) for t in left_pad([prompts[g.members[0]][:g.shared] for g in bucket], pad_id))
+    tails, tail_mask = (t.to(device) for t in left_pad([prompts[m][g.shared:] for g in bucket for m in g.members],
+                                                        pad_id))
+    cache = roomy_cache(model.config, tails.size(1) + room)
+    _forward(model, heads, mask, cache)
+    owner = torch.repeat_interleave(torch.arange(len(bucket), device=device),
+                                    torch.tensor([len(g.members) for g in bucket], device=device))
+    cache.batch_select_indices(owner)
+    mask = torch.cat([mask[owner], tail_mask], dim=1)
+    return cache, _forward(model, tails, mask, cache), mask
+
+
+def _forward(model, ids: torch.Tensor, mask: torch.Tensor, cache) -> torch.Tensor:
+    """Next-token logits after `ids`, whose keys and values join `cache`; `mask` covers the cache and `ids`."""
+    return model(input_ids=ids, attention_mask=mask, position_ids=_positions(mask)[:, -ids.size(1):],
+                 past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
+
+
+def _decode(model, cache, logits: torch.Tensor, mask: torch.Tensor, repeats: list[int], stops: tuple[int, ...],
+            settings: GenerationSettings) -> Generated:
+    """From prefilled rows (`cache`, their next-token `logits` and `mask`), row i expanded to `repeats[i]` copies,
+    decode until every copy stopped; the rows of the result are the copies in order (row 0's copies first)."""
+    device = logits.device
     if any(r != 1 for r in repeats):
-        expand = torch.repeat_interleave(torch.arange(len(prompts), device=device),
+        expand = torch.repeat_interleave(torch.arange(len(repeats), device=device),
                                          torch.tensor(repeats, device=device))
         cache.batch_select_indices(expand)
         logits, mask = logits[expand], mask[expand]
@@ -228,8 +189,7 @@ def _decode(model, prompts: list[list[int]], repeats: list[int], pad_id: int, st
             cache.batch_select_indices(keep)
             alive, chosen, mask = alive[keep], chosen[keep], mask[keep]
         mask = torch.cat([mask, mask.new_ones(mask.size(0), 1)], dim=1)
-        logits = model(input_ids=chosen[:, None], attention_mask=mask, position_ids=_positions(mask)[:, -1:],
-                       past_key_values=cache, use_cache=True).logits[:, -1]
+        logits = _forward(model, chosen[:, None], mask, cache)
     return Generated(tokens, logq if settings.do_sample else None)
 
 

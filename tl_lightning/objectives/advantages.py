@@ -44,12 +44,15 @@ def whiten(x: torch.Tensor, mask: torch.Tensor, keep_mean: bool = False, eps: fl
 
 def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float = 1.0,
         lam: float = 0.95) -> tuple[torch.Tensor, torch.Tensor]:
-    """Generalised advantage estimation over response tokens.
+    """Generalised advantage estimation over the policy's own tokens.
 
     Args:
         rewards: (b, t) per-token rewards (KL penalty on every token, score on the last).
         values: (b, t) value estimates V(s_t).
-        mask: (b, t) 1 for response tokens; positions after the last response token are 0 (the episode ended).
+        mask: (b, t) 1 for tokens the policy sampled. A 0 between two sampled tokens (a tool's output in a
+            multi-turn episode) is context the policy did not choose: the recursion steps over it, so V of the
+            next sampled token bootstraps the one before and credit flows back across tool outputs (not an episode
+            end: verl's PR #6376 fixed the opposite). Positions after the last sampled token end the episode.
 
     Returns:
         (advantages, returns), both (b, t); returns = advantages + values; 0 where mask is 0.
@@ -58,14 +61,26 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: 
     values = values * mask
     rewards = rewards * mask
     adv = torch.zeros_like(values)
-    last = torch.zeros_like(values[:, 0])
-    t_len = values.size(1)
-    for t in reversed(range(t_len)):
-        next_v = values[:, t + 1] if t + 1 < t_len else torch.zeros_like(last)
-        delta = rewards[:, t] + gamma * next_v - values[:, t]
-        last = (delta + gamma * lam * last) * mask[:, t]
-        adv[:, t] = last
+    last = torch.zeros_like(values[:, 0])  # advantage of the next sampled token
+    next_v = torch.zeros_like(last)  # its value
+    for t in reversed(range(values.size(1))):
+        m = mask[:, t]
+        here = rewards[:, t] + gamma * next_v - values[:, t] + gamma * lam * last
+        adv[:, t] = here * m
+        last = torch.where(m > 0, here, last)
+        next_v = torch.where(m > 0, values[:, t], next_v)
     return adv, (adv + values) * mask
+
+
+def token_rewards(scores: torch.Tensor, mask: torch.Tensor, kl: torch.Tensor | None = None,
+                  kl_coef: float = 0.0) -> torch.Tensor:
+    """Per-token rewards (b, t): each sequence's score (b,) on its last sampled token (the last 1 of `mask`; tool
+    outputs of an episode may follow it), minus `kl_coef` × `kl` on every token (the KL penalty in the reward)."""
+    rewards = -kl_coef * kl if kl is not None and kl_coef else torch.zeros_like(mask, dtype=scores.dtype)
+    positions = torch.arange(mask.size(1), device=mask.device)
+    last = (mask * positions).argmax(1)
+    rewards[torch.arange(len(scores)), last] += scores * (mask.sum(1) > 0)
+    return rewards
 
 
 def group_advantages(scores: torch.Tensor, group_size: int, baseline: str = "mean", scale_by_std: bool = True,
@@ -91,6 +106,14 @@ def group_advantages(scores: torch.Tensor, group_size: int, baseline: str = "mea
     else:
         raise ValueError(f"unknown baseline {baseline!r}")
     return adv.reshape(-1).to(scores.dtype)
+
+
+def informative_rows(scores: torch.Tensor, group_size: int) -> torch.Tensor:
+    """Indices of the rows whose group (consecutive `group_size` rows) has scores that are not all equal: the
+    only rows a group-relative advantage can move."""
+    g = scores.view(-1, group_size)
+    varied = (g != g[:, :1]).any(1)
+    return varied.repeat_interleave(group_size).nonzero().squeeze(1)
 
 
 def sequence_advantages_to_tokens(advantages: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

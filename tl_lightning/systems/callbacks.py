@@ -18,6 +18,7 @@ import torch
 from lightning.pytorch.callbacks import ProgressBar
 
 from tl_lightning.core.errors import UserError
+from tl_lightning.systems.model_card import write_model_card
 from tl_lightning.systems.strategies import full_state_dict
 
 log = logging.getLogger(__name__)
@@ -151,9 +152,13 @@ class HFExport(L.Callback):
         tok = getattr(pl_module, "tokenizer", None)
         if tok is not None:
             tok.save_pretrained(out)
-        cfg = Path(trainer.log_dir or "") / "config.yaml"
-        if cfg.is_file():
-            shutil.copy(cfg, out / "config.yaml")
+        for name in ("config.yaml", "data_stats.json"):  # what the card (and the server) read about the run
+            src = Path(trainer.log_dir or "") / name
+            if src.is_file():
+                shutil.copy(src, out / name)
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()
+                   if k.startswith(("val", "test")) and torch.is_tensor(v) and v.numel() == 1}
+        write_model_card(out, "peft", metrics)  # replaces peft's template card
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
         if self.every_checkpoint:

@@ -33,7 +33,7 @@ from tl_lightning.models.loading import (
     prepare_checkpoint,
     prepare_for_training,
 )
-from tl_lightning.objectives.advantages import masked_mean, masked_var
+from tl_lightning.objectives.advantages import informative_rows, masked_mean, masked_var, token_rewards
 from tl_lightning.objectives.estimators import GAE, AdvantageEstimator
 from tl_lightning.objectives.kl import kl_estimate
 from tl_lightning.objectives.ppo import aggregate, clipped_policy_loss, data_parallel_share
@@ -113,6 +113,7 @@ class PPOSystem(L.LightningModule):
         self.value_head: ValueHead | None = None
         self.iteration = 0
         self.truncated_prompts = 0  # prompts generation cut to max_prompt_length (their tool lists lost)
+        self.dropped_groups = 0  # groups left out of the update because their scores were all equal
         self.last_samples: list[dict] = []
 
     def _check_components(self, critic: Critic | None) -> None:
@@ -156,21 +157,17 @@ class PPOSystem(L.LightningModule):
 
     # -------------------------------------------------------------------------------------------- training
     def training_step(self, batch: PromptBatch, batch_idx: int) -> None:
-        t0 = time.perf_counter()
-        self._count_truncated(batch)
-        # step 1: sample responses from the policy (eval mode, no grad), advantage.group_size per prompt
-        batch = batch.repeat_each(self.advantage.group_size)
-        self._size_schedule(len(batch))
-        rollout = self._sample(batch)
-        t1 = time.perf_counter()
-        # step 2: score them with the IRM rule reward (taxonomy.classify → RewardTable)
-        scores, categories = self._score(batch, rollout)
+        # steps 1-2: sample responses from the policy and score them
+        rollout, scores, categories, times = self._collect(batch)
+        rollout, scores, categories = self._drop_uniform_groups(rollout, scores, categories)
+        if not len(scores):
+            return  # every group uniform: nothing to learn this iteration (counted)
         t2 = time.perf_counter()
         # step 3: log-probs of the policy and the reference (the SFT adapter), and the critic's values
         old_logp, ref_logp, old_values = self._reference_pass(rollout)
         t3 = time.perf_counter()
         # step 4: token rewards: the score on the last response token, −β·KL on every token (KL in the reward)
-        mask = rollout.response_mask.float()
+        mask = rollout.loss_mask.float()
         kl = kl_estimate(old_logp, ref_logp, self.kl_settings.estimator) * mask
         rewards = self._token_rewards(kl, scores, mask)
         # step 5: advantages (and the critic's returns)
@@ -180,11 +177,38 @@ class PPOSystem(L.LightningModule):
         t4 = time.perf_counter()
         # step 7: KL controller (on the KL of all ranks' rollouts: β stays equal on every rank), logging
         seq_kl = self._all_ranks_mean(kl.sum(1).mean())
-        self.kl_coef = self.kl_settings.controller.update(self.kl_coef, seq_kl, len(batch) * self.trainer.world_size)
+        self.kl_coef = self.kl_settings.controller.update(self.kl_coef, seq_kl, len(scores) * self.trainer.world_size)
         stats["logprob_gap"] = self._logprob_gap(rollout, old_logp)
         self._log_iteration(scores, categories, rollout, seq_kl, old_values, returns, mask, stats,
-                            {"rollout": t1 - t0, "score": t2 - t1, "ref_value": t3 - t2, "update": t4 - t3})
+                            {**times, "ref_value": t3 - t2, "update": t4 - t3})
         self.iteration += 1
+
+    def _drop_uniform_groups(self, rollout: Rollout, scores: torch.Tensor, categories: list[str]):
+        """`ppo.drop_uniform_groups`: the rollout without the groups whose scores are all equal (logged)."""
+        size = self.advantage.group_size
+        if not self.ppo.drop_uniform_groups or self.advantage.needs_critic or size < 2:
+            return rollout, scores, categories
+        keep = informative_rows(scores, size)
+        self.dropped_groups += (len(scores) - len(keep)) // size
+        self.log("rollout/dropped_groups", float(self.dropped_groups), on_step=True, batch_size=len(scores))
+        if len(keep) == len(scores):
+            return rollout, scores, categories
+        if not len(keep):
+            self.iteration += 1
+        return rollout.rows(keep.to(rollout.sequences.device)), scores[keep], [categories[i] for i in keep.tolist()]
+
+    def _collect(self, batch: PromptBatch) -> tuple[Rollout, torch.Tensor, list[str], dict[str, float]]:
+        """(rollout, its scores, their categories, seconds per stage) of one iteration."""
+        t0 = time.perf_counter()
+        self._count_truncated(batch)
+        # step 1: sample responses from the policy (eval mode, no grad), advantage.group_size per prompt
+        batch = batch.repeat_each(self.advantage.group_size)
+        self._size_schedule(len(batch))
+        rollout = self._sample(batch)
+        t1 = time.perf_counter()
+        # step 2: score them with the IRM rule reward (taxonomy.classify → RewardTable)
+        scores, categories = self._score(batch, rollout)
+        return rollout, scores, categories, {"rollout": t1 - t0, "score": time.perf_counter() - t1}
 
     def _sample(self, batch: PromptBatch) -> Rollout:
         # a rank's rollout is its chunks of the global batch: N ranks sample what one process would (PolicyRunner)
@@ -221,7 +245,7 @@ class PPOSystem(L.LightningModule):
         [sampling distribution]); ~0 unless sampler and learner disagree (numerics, kernels, a changed policy)."""
         if rollout.sample_logp is None:
             return float("nan")  # greedy: no sampled distribution to compare with
-        return masked_mean((rollout.sample_logp - learner_logp).abs(), rollout.response_mask.float()).item()
+        return masked_mean((rollout.sample_logp - learner_logp).abs(), rollout.loss_mask.float()).item()
 
     def _score(self, batch: PromptBatch, rollout: Rollout) -> tuple[torch.Tensor, list[str]]:
         rewards, classified = tool_call_rewards(rollout.texts, batch.conversations, self.reward_table,
@@ -253,11 +277,8 @@ class PPOSystem(L.LightningModule):
         return CriticInputs(self.value_head, self.runner.hidden, rows, policy_hidden)
 
     def _token_rewards(self, kl: torch.Tensor, scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        in_reward = self.kl_settings.placement == "reward"
-        rewards = -self.kl_coef * kl if in_reward else torch.zeros_like(kl)
-        last = (mask.sum(1).long() - 1).clamp_min(0)
-        rewards[torch.arange(len(scores)), last] += scores * (mask.sum(1) > 0)
-        return rewards
+        kl_coef = self.kl_coef if self.kl_settings.placement == "reward" else 0.0
+        return token_rewards(scores, mask, kl, kl_coef)
 
     def _update(self, rollout: Rollout, old_logp, ref_logp, old_values, adv, returns) -> dict[str, float]:
         opt, sched = self.optimizers(), self.lr_schedulers()
@@ -278,7 +299,7 @@ class PPOSystem(L.LightningModule):
         return {k: v / max(1, steps) for k, v in sums.items()}
 
     def _minibatch_step(self, opt, mb: Rollout, old_logp, ref_logp, old_values, adv, returns) -> dict[str, float]:
-        mask = mb.response_mask.float()
+        mask = mb.loss_mask.float()
         how = self.ppo.loss_aggregation
         opt.zero_grad()
         out = self.runner.forward(mb, "default", head=True, with_entropy=True)

@@ -17,7 +17,9 @@ class Rollout:
 
     `sequences` / `attention_mask` are (b, P + R); `response_mask` (b, R) is 1 up to and including the stop token;
     `sample_logp` (b, R) holds log q of each response token under the distribution that sampled it (None for greedy
-    rollouts; Note [sampling distribution] in models/generation.py).
+    rollouts; Note [sampling distribution] in models/generation.py). `action_mask` (b, R), for multi-turn episodes,
+    is 1 on the tokens the policy sampled and 0 on the tool outputs between its turns, which are context only (None:
+    every response token was sampled). Losses, KL and advantages use `loss_mask`.
     """
 
     sequences: torch.Tensor
@@ -27,17 +29,24 @@ class Rollout:
     texts: tuple[str, ...]
     stopped: torch.Tensor  # (b,) bool: the response ended with a stop token within max_new_tokens
     sample_logp: torch.Tensor | None = None
+    action_mask: torch.Tensor | None = None
+
+    @property
+    def loss_mask(self) -> torch.Tensor:
+        """1 on the response tokens the policy sampled: what the update learns from."""
+        return self.response_mask if self.action_mask is None else self.action_mask
 
     def rows(self, idx: torch.Tensor | slice) -> Rollout:
         """The rollout of the selected sequences (same padded width; texts are kept only for a slice)."""
         texts = self.texts[idx] if isinstance(idx, slice) else ()
         return Rollout(self.sequences[idx], self.attention_mask[idx], self.response_mask[idx], self.prompt_length,
-                       texts, self.stopped[idx], None if self.sample_logp is None else self.sample_logp[idx])
+                       texts, self.stopped[idx], *(None if x is None else x[idx] for x in (self.sample_logp,
+                                                                                            self.action_mask)))
 
     def to(self, device: torch.device) -> Rollout:
         return Rollout(*(x.to(device) if torch.is_tensor(x) else x for x in (
             self.sequences, self.attention_mask, self.response_mask, self.prompt_length, self.texts, self.stopped,
-            self.sample_logp)))
+            self.sample_logp, self.action_mask)))
 
     def chunks(self, size: int | None) -> list[Rollout]:
         """Consecutive row chunks of at most `size` sequences (None: the whole rollout)."""
@@ -66,6 +75,11 @@ class PPOSettings:
     """Response positions whose vocabulary logits exist at once (log-probs, entropy); null: the whole batch."""
     max_grad_norm: float = 1.0
     """Gradient-norm clip, applied to the actor's and the critic's parameters separately (as the paper code)."""
+    drop_uniform_groups: bool = False
+    """Critic-free estimators (GRPO, RLOO): leave out of the update every group whose scores are all equal. Their
+    advantages are 0, so they would only cost reference and update passes (and, with `kl.placement: loss`, pull
+    toward the reference). Counted in `rollout/dropped_groups`; an iteration where every group is uniform skips the
+    update."""
     rollout_chunk_size: int | None = None
     """Sequences generated, and passed without gradient (policy, reference, critic), at once: bounds the KV cache
     and those passes for large rollouts such as GRPO's prompts × group size. null: the whole rollout batch. With
