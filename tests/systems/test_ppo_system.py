@@ -269,7 +269,8 @@ def test_grpo_constant_reward_keeps_policy_near_reference(tiny_checkpoint, tmp_p
 
 def test_uniform_groups_are_dropped_before_the_update(tiny_checkpoint, tmp_path):
     L.seed_everything(0)
-    system = _grpo(tiny_checkpoint, reward=ZERO, ppo={"ppo_epochs": 2, "minibatch_size": 6, "drop_uniform_groups": True})
+    system = _grpo(tiny_checkpoint, reward=ZERO)
+    system.ppo.drop_uniform_groups = True
     system.configure_model()
     before = {n: p.detach().clone() for n, p in system.named_parameters() if ".default." in n}
     trainer = _trainer(tmp_path, 2, enable_checkpointing=False)

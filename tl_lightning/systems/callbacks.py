@@ -156,7 +156,7 @@ class HFExport(L.Callback):
             src = Path(trainer.log_dir or "") / name
             if src.is_file():
                 shutil.copy(src, out / name)
-        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()
+        metrics = {k: float(v) for k, v in getattr(trainer, "callback_metrics", {}).items()
                    if k.startswith(("val", "test")) and torch.is_tensor(v) and v.numel() == 1}
         write_model_card(out, "peft", metrics)  # replaces peft's template card
 
@@ -243,11 +243,13 @@ class PlainProgressBar(ProgressBar):
     Args:
         every_n_batches: print every this many training batches; null: the trainer's `log_every_n_steps`, at
             least a twentieth of an epoch.
-        rl_keys: logged metrics printed when present (PPO / GRPO: the mean reward, the KL to the reference).
+        rl_keys: logged metrics printed when present (PPO / GRPO: the mean reward, the KL to the reference;
+            online RL: the task success).
     """
 
     def __init__(self, every_n_batches: int | None = None,
-                 rl_keys: tuple[str, ...] = ("reward/mean", "reward/rate/format_error", "ppo/kl")) -> None:
+                 rl_keys: tuple[str, ...] = ("reward/mean", "reward/rate/format_error", "ppo/kl",
+                                             "episode/success_rate")) -> None:
         super().__init__()
         self.every_n_batches, self.rl_keys = every_n_batches, rl_keys
         self.enabled = True
