@@ -2,6 +2,7 @@
 success (whole episodes: call, read, call again or finish) before and after each, from the plain SFT adapter.
 
     OMP_NUM_THREADS=1 python -m benchmarks.online_rl [--out runs/online_study] [--test-tasks 100]
+    # or on two cores, after the SFT stage: --part single & --part online
 
 Stages (each writes `<out>/<stage>.json`; a rerun skips what is done): plain SFT (`configs/smollm2/sft.yaml`
 without MAE, uniform weights, as `benchmarks.real_model` trains it); greedy test episodes of that adapter
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shutil
 from pathlib import Path
 
 from benchmarks.real_model.run import CHECKPOINT, stage
@@ -32,6 +34,7 @@ def test_episodes(adapter: str, tasks: int, run_dir: Path, name: str) -> dict:
     from main import cli_main
 
     out = run_dir / name
+    shutil.rmtree(out, ignore_errors=True)  # a half-finished earlier attempt
     cli_main(["test", "--config", str(CONFIGS / ONLINE), f"--model.init_args.policy.adapter={adapter}",
               f"--data.init_args.test_tasks={tasks}", f"--trainer.default_root_dir={out}",
               f"--trainer.logger.init_args.save_dir={out}", "--trainer.logger.init_args.name=test"])
@@ -65,33 +68,62 @@ def paired(a: list[float], b: list[float]) -> dict:
     return {"mean": sum(diff) / len(diff), "ci95": [lo, hi], "separates": lo > 0 or hi < 0}
 
 
+def run_stages(out: Path, test_tasks: int, part: str) -> None:
+    """`part` "all", or one of two halves that share no stage and run side by side on two cores: "single" (the
+    SFT adapter's test, single-step GRPO, its test) and "online" (online GRPO, its test); both need the SFT stage."""
+    base = stage(out, "sft_plain", lambda: sft("plain", "paper", CHECKPOINT, Scale(), out))
+    if part in ("all", "online"):
+        rl = stage(out, "online", lambda: online(base["adapter"], out))
+        stage(out, "test_online", lambda: test_episodes(rl["adapter"], test_tasks, out, "test_online"))
+    if part in ("all", "single"):
+        before = stage(out, "test_sft", lambda: test_episodes(base["adapter"], test_tasks, out, "test_sft"))
+        per_reply = before["sampled_tokens"] / max(1.0, before["turns"] * before["episodes"])
+        budget = stage(out, "online", lambda: online(base["adapter"], out))["sampled_tokens"] if part == "all" else \
+            online_budget(out)
+        single = stage(out, "single_step", lambda: single_step(base["adapter"], out, budget, per_reply))
+        stage(out, "test_single_step", lambda: test_episodes(single["adapter"], test_tasks, out, "test_single_step"))
+
+
+def online_budget(out: Path) -> int:
+    """The online run's sampled tokens, from its log once it has run (the "single" half waits for it)."""
+    import time
+
+    while not (out / "online.json").exists():
+        time.sleep(10)
+    return json.loads((out / "online.json").read_text())["sampled_tokens"]
+
+
+def report(out: Path) -> dict:
+    runs = {k: json.loads((out / f"{k}.json").read_text()) for k in ("test_sft", "online", "single_step",
+                                                                       "test_online", "test_single_step")}
+    rows = {"SFT (plain)": runs["test_sft"], "+ online GRPO": runs["test_online"],
+            "+ single-step IRM GRPO": runs["test_single_step"]}
+    return {"episodes": runs["test_sft"]["episodes"],
+            "rows": {k: {m: r[m] for m in ("success_rate", "ci95", "turns", "call_rate", "failure_rate") if m in r}
+                     for k, r in rows.items()},
+            "sampled_tokens": {"online": runs["online"]["sampled_tokens"],
+                               "single_step": runs["single_step"]["sampled_tokens"]},
+            "single_step_iterations": runs["single_step"]["iterations"],
+            "paired_vs_sft": {k: paired(runs["test_sft"]["successes"], r["successes"]) for k, r in rows.items()
+                              if k != "SFT (plain)"},
+            "stage_wall_min": {p.stem: round(json.loads(p.read_text()).get("stage_wall_s", 0) / 60, 1)
+                               for p in sorted(out.glob("*.json")) if p.stem != "report"}}
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="runs/online_study")
     ap.add_argument("--test-tasks", type=int, default=100)
+    ap.add_argument("--part", choices=["all", "single", "online"], default="all",
+                    help="run one half (start both, one per core, after the SFT stage) or everything in order")
     a = ap.parse_args(argv)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    base = stage(out, "sft_plain", lambda: sft("plain", "paper", CHECKPOINT, Scale(), out))
-    before = stage(out, "test_sft", lambda: test_episodes(base["adapter"], a.test_tasks, out, "test_sft"))
-    rl = stage(out, "online", lambda: online(base["adapter"], out))
-    per_reply = before["sampled_tokens"] / max(1, before["turns"] * before["episodes"])
-    single = stage(out, "single_step", lambda: single_step(base["adapter"], out, rl["sampled_tokens"], per_reply))
-    after = {name: stage(out, f"test_{name}", lambda r=r, name=name: test_episodes(r["adapter"], a.test_tasks, out,
-                                                                                   f"test_{name}"))
-             for name, r in (("online", rl), ("single_step", single))}
-    rows = {"SFT (plain)": before, "+ online GRPO": after["online"], "+ single-step IRM GRPO": after["single_step"]}
-    report = {"episodes": before["episodes"],
-              "rows": {k: {m: r[m] for m in ("success_rate", "ci95", "turns", "call_rate", "failure_rate")
-                           if m in r} for k, r in rows.items()},
-              "sampled_tokens": {"online": rl["sampled_tokens"], "single_step": single["sampled_tokens"]},
-              "single_step_iterations": single["iterations"],
-              "paired_vs_sft": {k: paired(before["successes"], r["successes"]) for k, r in rows.items()
-                                if k != "SFT (plain)"},
-              "wall_min": round(sum(json.loads(p.read_text()).get("stage_wall_s", 0) for p in out.glob("*.json"))
-                                / 60, 1)}
-    (out / "report.json").write_text(json.dumps(report, indent=1))
-    log("report: " + json.dumps(report, indent=1))
+    run_stages(out, a.test_tasks, a.part)
+    if all((out / f"{k}.json").exists() for k in ("test_sft", "test_online", "test_single_step")):
+        result = report(out)
+        (out / "report.json").write_text(json.dumps(result, indent=1))
+        log("report: " + json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":

@@ -47,6 +47,11 @@ def test_sft_trains_lora_only_and_adapter_reloads(tiny_checkpoint, tmp_path):
     assert (Path(trainer.log_dir) / "data_stats.json").is_file() and (export / "data_stats.json").is_file()
     card = (export / "README.md").read_text()  # our model card, not peft's template
     assert card.startswith("---\nbase_model: ") and "library_name: peft" in card and "More Information" not in card
+    from tl_lightning.core.checkpoints import load_tokenizer
+    from tl_lightning.data.tokenization import exported_chat_template
+
+    exported = load_tokenizer(str(export))  # a paper-format run: the chat template renders the paper format
+    assert exported.chat_template == exported_chat_template(exported) != system.tokenizer.chat_template
     from peft import PeftModel
 
     from tl_lightning.models.loading import load_base_model

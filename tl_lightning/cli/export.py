@@ -14,7 +14,8 @@ import shutil
 from pathlib import Path
 
 from tl_lightning.core.errors import UserError
-from tl_lightning.systems.model_card import write_model_card
+from tl_lightning.data.tokenization import save_tokenizer
+from tl_lightning.systems.model_card import prompt_format_of, write_model_card
 
 
 def merge_adapter(adapter_dir: str | Path, out_dir: str | Path, base: str | None = None,
@@ -38,11 +39,11 @@ def merge_adapter(adapter_dir: str | Path, out_dir: str | Path, base: str | None
     merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
     out = Path(out_dir)
     merged.save_pretrained(out)
-    tok_src = adapter_dir if (adapter_dir / "tokenizer_config.json").is_file() else base
-    load_tokenizer(str(tok_src)).save_pretrained(out)
     for name in ("config.yaml", "data_stats.json"):  # the run's record travels with the model (card, server)
         if (adapter_dir / name).is_file():
             shutil.copy(adapter_dir / name, out / name)
+    tok_src = adapter_dir if (adapter_dir / "tokenizer_config.json").is_file() else base
+    save_tokenizer(load_tokenizer(str(tok_src)), out, prompt_format_of(out))
     write_model_card(out, "transformers")
     return out
 

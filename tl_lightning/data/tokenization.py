@@ -7,6 +7,7 @@ Nothing here searches text: positions come from the renderer's character spans.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -159,3 +160,28 @@ def tokenization_gap(renderer: Renderer, tokenizer, conv: Conversation, stop_tex
     full = list(tokenize_rendered(renderer.render(conv), tokenizer)["input_ids"])
     return next((k for k, (a, b) in enumerate(zip(stream, full)) if a != b),
                 None if len(full) >= len(stream) else len(full))
+
+
+def exported_chat_template(tokenizer) -> str:
+    """The paper format as a chat template for `tokenizer` (`format/chat_template.py`), with the head before
+    "System:" that makes `apply_chat_template`'s tokens (its text tokenized without special tokens) equal the
+    renderer's (tokenized with them): nothing, the BOS, or the BOS and a space (SentencePiece's leading "▁")."""
+    from tl_lightning.format.chat_template import paper_chat_template
+
+    probe = "System: Function:"
+    want = tokenizer(probe, add_special_tokens=True)["input_ids"]
+    bos = tokenizer.bos_token or ""
+    for head in dict.fromkeys(["", bos, bos + " "]):
+        if tokenizer(head + probe, add_special_tokens=False)["input_ids"] == want:
+            return paper_chat_template(tokenizer.eos_token, head)
+    raise ValueError("no chat-template head reproduces this tokenizer's special tokens around the paper format")
+
+
+def save_tokenizer(tokenizer, out, prompt_format: str) -> None:
+    """Save `tokenizer` to `out`. A paper-format model gets the paper format as its chat template
+    (`exported_chat_template`), so that `apply_chat_template(messages, tools=...)` renders what it was trained
+    on; a chat-template model keeps its own."""
+    if prompt_format == "paper":
+        tokenizer = copy.copy(tokenizer)  # the run's tokenizer keeps its template
+        tokenizer.chat_template = exported_chat_template(tokenizer)
+    tokenizer.save_pretrained(out)

@@ -18,7 +18,8 @@ import torch
 from lightning.pytorch.callbacks import ProgressBar
 
 from tl_lightning.core.errors import UserError
-from tl_lightning.systems.model_card import write_model_card
+from tl_lightning.data.tokenization import save_tokenizer
+from tl_lightning.systems.model_card import prompt_format_of, write_model_card
 from tl_lightning.systems.strategies import full_state_dict
 
 log = logging.getLogger(__name__)
@@ -149,13 +150,13 @@ class HFExport(L.Callback):
             from safetensors.torch import save_file
 
             save_file(value_head, str(out / "value_head.safetensors"))
-        tok = getattr(pl_module, "tokenizer", None)
-        if tok is not None:
-            tok.save_pretrained(out)
         for name in ("config.yaml", "data_stats.json"):  # what the card (and the server) read about the run
             src = Path(trainer.log_dir or "") / name
             if src.is_file():
                 shutil.copy(src, out / name)
+        tok = getattr(pl_module, "tokenizer", None)
+        if tok is not None:
+            save_tokenizer(tok, out, prompt_format_of(out))
         metrics = {k: float(v) for k, v in getattr(trainer, "callback_metrics", {}).items()
                    if k.startswith(("val", "test")) and torch.is_tensor(v) and v.numel() == 1}
         write_model_card(out, "peft", metrics)  # replaces peft's template card

@@ -30,6 +30,12 @@ def _component(node) -> str:
     return node.get("class_path", "").rsplit(".", 1)[-1] if isinstance(node, dict) else str(node)
 
 
+def prompt_format_of(out: Path) -> str:
+    """The prompt format of the run exported to `out` (its `config.yaml`; "paper" when it does not say)."""
+    data = _init_args(_load(out / "config.yaml", yaml.safe_load).get("data"))
+    return data.get("prompt_format", "paper")
+
+
 def method_lines(config: dict) -> list[str]:
     """The training method and its settings, read from the run's config."""
     model, data = config.get("model") or {}, _init_args(config.get("data"))
@@ -88,7 +94,7 @@ def model_card(out: Path, library: str, metrics: dict[str, float] | None = None)
     adapter = _load(out / "adapter_config.json", json.loads)
     policy = _init_args(config.get("model")).get("policy") or {}
     base = adapter.get("base_model_name_or_path") or policy.get("checkpoint") or "unknown"
-    fmt = _init_args(config.get("data")).get("prompt_format", "paper")
+    fmt = prompt_format_of(out)
     system = _component(config.get("model") or {})
     tags = ["tl-lightning", "tool-calling", "function-calling"] + (["lora"] if library == "peft" else [])
     tags += [STAGES[system][1]] if system in STAGES else []
@@ -104,8 +110,11 @@ def model_card(out: Path, library: str, metrics: dict[str, float] | None = None)
              *(["| metric | value |", "|---|---|", *scored] if scored else
                ["No evaluation was logged with this export. Run `python main.py test --config configs/eval/all.yaml "
                 "--model.init_args.policy.adapter <this folder>`."]), "",
-             "## Use", f"Prompt format: `{fmt}` (tl-lightning's `format/render.py`); replies are Python-style calls "
-             "such as `name(argument='value')`, parsed with `ast` (never executed).",
+             "## Use", f"Prompt format: `{fmt}` (tl-lightning's `format/render.py`)"
+             + ("; the tokenizer's chat template renders it, so `tokenizer.apply_chat_template(messages, tools=tools, "
+                "add_generation_prompt=True)` gives the prompt the model was trained on (tool calls with `arguments` "
+                "as objects)" if fmt == "paper" else "") + ". Replies are Python-style calls such as "
+             "`name(argument='value')`, parsed with `ast` (never executed).",
              f"```python\n{load}\n```",
              "Serve it with an OpenAI-compatible API and call it from any OpenAI client:",
              f"```bash\npython -m tl_lightning.cli.serve {out.name} --port 8000\n```",
