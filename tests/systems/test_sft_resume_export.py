@@ -78,6 +78,7 @@ def test_merge_export_loads_in_plain_transformers(tiny_checkpoint, tmp_path):
         torch.testing.assert_close(merged(input_ids=ids).logits, system.model(input_ids=ids).logits, rtol=1e-4,
                                    atol=1e-4)
     assert (Path(out) / "tokenizer.json").is_file()
+    assert "library_name: transformers" in (Path(out) / "README.md").read_text()  # the merged model's card
 
 
 def test_inspector_prints_table_and_fails_loudly(tiny_checkpoint, tmp_path, capsys):
