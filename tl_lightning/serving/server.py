@@ -82,77 +82,86 @@ class ToolCaller:
         return completion(self.name, message, finish, len(ids), len(reply))
 
 
-def make_handler(caller: ToolCaller, api_key: str | None = None) -> type[BaseHTTPRequestHandler]:
-    """The request handler class of a server for `caller` (bearer `api_key` required when set)."""
+class ChatHandler(BaseHTTPRequestHandler):
+    """`GET /v1/models` and `POST /v1/chat/completions` for `caller`; a bearer `api_key` is required when set.
+    `make_handler` binds the two class attributes."""
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+    protocol_version = "HTTP/1.1"
+    caller: ToolCaller
+    api_key: str | None = None
 
-        def log_message(self, fmt, *args):  # one line per request through logging, not stderr
-            log.info("%s %s", self.address_string(), fmt % args)
+    def log_message(self, fmt, *args):  # one line per request through logging, not stderr
+        log.info("%s %s", self.address_string(), fmt % args)
 
-        def _send(self, status: int, body: dict) -> None:
-            data = json.dumps(body, ensure_ascii=False).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+    def do_GET(self) -> None:
+        self._handle(self._models)
 
-        def _stream(self, done: dict) -> None:
-            data = b"".join(f"data: {json.dumps(c, ensure_ascii=False)}\n\n".encode() for c in stream_chunks(done))
-            data += b"data: [DONE]\n\n"
-            self.send_response(200)
-            self.send_header("Content-Type", "text/event-stream")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+    def do_POST(self) -> None:
+        self._handle(self._chat_completions)
 
-        def _authorised(self) -> bool:
-            if api_key is None:
-                return True
-            given = self.headers.get("Authorization", "")
-            return hmac.compare_digest(given.encode(), f"Bearer {api_key}".encode())
+    # ------------------------------------------------------------------------------------------------ routes
+    def _models(self) -> None:
+        self._route("/v1/models", "GET")
+        self._send(200, models_list(self.caller.name))
 
-        def _handle(self, route) -> None:
-            try:
-                if not self._authorised():
-                    raise ApiError(401, "invalid or missing API key (Authorization: Bearer <key>)",
-                                   code="invalid_api_key", kind="authentication_error")
-                route()
-            except ApiError as e:
-                self._send(e.status, e.body())
-            except Exception as e:  # a server bug: one line in the log and the reply, never a stack trace
-                log.error("request failed: %s: %s", type(e).__name__, e)
-                self._send(500, ApiError(500, f"internal error: {type(e).__name__}", kind="server_error").body())
+    def _chat_completions(self) -> None:
+        self._route("/v1/chat/completions", "POST")
+        request = parse_request(self._json_body(), self.caller.name)
+        done = self.caller.complete(request)
+        self._stream(done) if request.stream else self._send(200, done)
 
-        def do_GET(self) -> None:
-            def route():
-                if self.path.rstrip("/") != "/v1/models":
-                    raise ApiError(404, f"no route GET {self.path}", code="not_found")
-                self._send(200, models_list(caller.name))
+    # ------------------------------------------------------------------------------------------------- steps
+    def _handle(self, route) -> None:
+        """Authorise, run the route; client errors as OpenAI errors, a server bug as one line (no traceback)."""
+        try:
+            if not self._authorised():
+                raise ApiError(401, "invalid or missing API key (Authorization: Bearer <key>)",
+                               code="invalid_api_key", kind="authentication_error")
+            route()
+        except ApiError as e:
+            self._send(e.status, e.body())
+        except Exception as e:
+            log.error("request failed: %s: %s", type(e).__name__, e)
+            self._send(500, ApiError(500, f"internal error: {type(e).__name__}", kind="server_error").body())
 
-            self._handle(route)
+    def _route(self, path: str, method: str) -> None:
+        if self.path.rstrip("/") != path:
+            raise ApiError(404, f"no route {method} {self.path}", code="not_found")
 
-        def do_POST(self) -> None:
-            def route():
-                if self.path.rstrip("/") != "/v1/chat/completions":
-                    raise ApiError(404, f"no route POST {self.path}", code="not_found")
-                size = int(self.headers.get("Content-Length") or 0)
-                if size > MAX_BODY_BYTES:
-                    self.close_connection = True  # the body stays unread: this connection cannot go on
-                    raise ApiError(413, f"request body over {MAX_BODY_BYTES} bytes", code="request_too_large")
-                try:
-                    body = json.loads(self.rfile.read(size) or b"null")
-                except (json.JSONDecodeError, UnicodeDecodeError) as e:
-                    raise ApiError(400, f"the request body is not JSON: {e}") from None
-                request = parse_request(body, caller.name)
-                done = caller.complete(request)
-                self._stream(done) if request.stream else self._send(200, done)
+    def _authorised(self) -> bool:
+        if self.api_key is None:
+            return True
+        given = self.headers.get("Authorization", "")
+        return hmac.compare_digest(given.encode(), f"Bearer {self.api_key}".encode())
 
-            self._handle(route)
+    def _json_body(self):
+        size = int(self.headers.get("Content-Length") or 0)
+        if size > MAX_BODY_BYTES:
+            self.close_connection = True  # the body stays unread: this connection cannot go on
+            raise ApiError(413, f"request body over {MAX_BODY_BYTES} bytes", code="request_too_large")
+        try:
+            return json.loads(self.rfile.read(size) or b"null")
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ApiError(400, f"the request body is not JSON: {e}") from None
 
-    return Handler
+    def _send(self, status: int, body: dict) -> None:
+        self._write(status, "application/json", json.dumps(body, ensure_ascii=False).encode())
+
+    def _stream(self, done: dict) -> None:
+        data = b"".join(f"data: {json.dumps(c, ensure_ascii=False)}\n\n".encode() for c in stream_chunks(done))
+        self._write(200, "text/event-stream", data + b"data: [DONE]\n\n")
+
+    def _write(self, status: int, content_type: str, data: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+def make_handler(caller: ToolCaller, api_key: str | None = None) -> type[ChatHandler]:
+    """The request handler class of a server for `caller`."""
+    return type("BoundChatHandler", (ChatHandler,), {"caller": caller, "api_key": api_key})
 
 
 def make_server(caller: ToolCaller, host: str = "127.0.0.1", port: int = 8000,
