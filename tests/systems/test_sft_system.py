@@ -52,6 +52,8 @@ def test_sft_trains_lora_only_and_adapter_reloads(tiny_checkpoint, tmp_path):
 
     exported = load_tokenizer(str(export))  # a paper-format run: the chat template renders the paper format
     assert exported.chat_template == exported_chat_template(exported) != system.tokenizer.chat_template
+    reply = exported.parse_response(" f(x='a')" + exported.eos_token, prefix="System: \nUser: hi\nAssistant:")
+    assert reply["tool_calls"] == [{"type": "function", "function": {"name": "f", "arguments": {"x": "a"}}}]
     from peft import PeftModel
 
     from tl_lightning.models.loading import load_base_model

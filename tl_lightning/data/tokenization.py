@@ -162,12 +162,18 @@ def tokenization_gap(renderer: Renderer, tokenizer, conv: Conversation, stop_tex
                 None if len(full) >= len(stream) else len(full))
 
 
-def exported_chat_template(tokenizer) -> str:
-    """The paper format as a chat template for `tokenizer` (`format/chat_template.py`), with the head before
-    "System:" that makes `apply_chat_template`'s tokens (its text tokenized without special tokens) equal the
-    renderer's (tokenized with them): nothing, the BOS, or the BOS and a space (SentencePiece's leading "▁")."""
-    from tl_lightning.format.chat_template import paper_chat_template
+def exported_chat_template(tokenizer, prompt_format: str = "paper") -> str:
+    """The chat template that renders `prompt_format` for `tokenizer` the way our renderer does
+    (`format/chat_template.py`).
 
+    Paper format: the head before "System:" is the one that makes `apply_chat_template`'s tokens (its text
+    tokenized without special tokens) equal the renderer's (tokenized with them): nothing, the BOS, or the BOS and
+    a space (SentencePiece's leading "▁"). Chat-template format: the tokenizer's own template behind our prelude."""
+    from tl_lightning.format.chat_template import paper_chat_template, tools_chat_template
+    from tl_lightning.format.render import template_renders_tools
+
+    if prompt_format == "chat_template":
+        return tools_chat_template(tokenizer.chat_template, template_renders_tools(tokenizer))
     probe = "System: Function:"
     want = tokenizer(probe, add_special_tokens=True)["input_ids"]
     bos = tokenizer.bos_token or ""
@@ -177,11 +183,30 @@ def exported_chat_template(tokenizer) -> str:
     raise ValueError("no chat-template head reproduces this tokenizer's special tokens around the paper format")
 
 
-def save_tokenizer(tokenizer, out, prompt_format: str) -> None:
-    """Save `tokenizer` to `out`. A paper-format model gets the paper format as its chat template
-    (`exported_chat_template`), so that `apply_chat_template(messages, tools=...)` renders what it was trained
-    on; a chat-template model keeps its own."""
+def exported_response_template(tokenizer, prompt_format: str = "paper") -> dict:
+    """The `response_template` with which `tokenizer.parse_response` reads a reply as our parser does: the
+    assistant turn opens after the generation prompt (paper: "\nAssistant:"; a chat template: what
+    `add_generation_prompt` adds) and ends at EOS or the end-of-turn token."""
+    from tl_lightning.format.chat_template import python_calls_response_template
+    from tl_lightning.format.render import end_of_turn_token
+
+    ends = [tokenizer.eos_token] if tokenizer.eos_token else []
     if prompt_format == "paper":
-        tokenizer = copy.copy(tokenizer)  # the run's tokenizer keeps its template
-        tokenizer.chat_template = exported_chat_template(tokenizer)
+        return python_calls_response_template("\nAssistant:", ends)
+    user = [{"role": "user", "content": "hi"}]
+    bare = tokenizer.apply_chat_template(user, tokenize=False)
+    anchor = tokenizer.apply_chat_template(user, tokenize=False, add_generation_prompt=True)[len(bare):]
+    turn_end = end_of_turn_token(tokenizer)
+    if turn_end is not None:
+        ends = list(dict.fromkeys([tokenizer.convert_ids_to_tokens(turn_end), *ends]))
+    return python_calls_response_template(anchor, ends)
+
+
+def save_tokenizer(tokenizer, out, prompt_format: str) -> None:
+    """Save `tokenizer` to `out` with the chat template and response template of `prompt_format`, so that
+    `apply_chat_template(messages, tools=...)` renders what the model was trained on and `parse_response` reads its
+    calls back. The run's own tokenizer is left as it is."""
+    tokenizer = copy.copy(tokenizer)
+    tokenizer.response_template = exported_response_template(tokenizer, prompt_format)
+    tokenizer.chat_template = exported_chat_template(tokenizer, prompt_format)
     tokenizer.save_pretrained(out)
