@@ -26,7 +26,7 @@ from helpers import ROOT, SHARED_DATA
 README = ROOT / "README.md"
 PAGES = [ROOT / "docs" / f"{name}.md" for name in ("rl", "online-rl", "real-model-cpu", "evaluation", "results",
                                                     "performance", "scale-out", "data-sources", "config",
-                                                    "design-notes")]
+                                                    "design-notes", "format")]
 """Docs pages whose commands run after the README's (they reuse what the quickstart wrote)."""
 SKIP = re.compile(r"<!-- ci: skip \((.+)\) -->")
 BLOCK_BUDGET_S = 420  # per block on a 2-core CI machine; the slowest (the quickstart) takes 1-2 minutes

@@ -5,8 +5,14 @@ outputs), for both tokenizer families and both prompt formats."""
 import pytest
 from helpers import shared_data
 
+from tl_lightning.core.checkpoints import load_tokenizer
 from tl_lightning.data.loaders import load_source
-from tl_lightning.data.tokenization import exported_chat_template, exported_response_template, prompt_token_ids
+from tl_lightning.data.tokenization import (
+    exported_chat_template,
+    exported_response_template,
+    prompt_token_ids,
+    save_tokenizer,
+)
 from tl_lightning.format.call_format import join_rendered, parse_calls, render_calls
 from tl_lightning.format.chat_template import openai_messages
 from tl_lightning.format.render import ChatTemplateFormat, PaperFormat
@@ -52,16 +58,15 @@ def _answers(conv):
 
 @pytest.mark.parametrize("fmt,parts", SETS, ids=SET_IDS)
 @pytest.mark.parametrize("prompt_format", ["paper", "chat_template"])
-def test_parse_response_reads_the_calls_our_parser_reads(fmt, parts, prompt_format, smollm2_tokenizer):
+def test_parse_response_reads_the_calls_our_parser_reads(fmt, parts, prompt_format, smollm2_tokenizer, tmp_path):
     """Each call list rendered as the model writes it (with the turn's end marker) and parsed by transformers
-    with the exported response template equals `parse_calls` on the same text. The known limit: strings with
-    backslash escapes (transformers' JSON parser keeps text between custom quotes verbatim); those may differ,
+    with the saved tokenizer's response template equals `parse_calls` on the same text. The known limit: strings
+    with backslash escapes (transformers' JSON parser keeps text between custom quotes verbatim); those may differ,
     everything else may not, and most answers must have been compared."""
-    tok = smollm2_tokenizer
-    template = exported_response_template(tok, prompt_format)
+    save_tokenizer(smollm2_tokenizer, tmp_path, prompt_format)
+    tok = load_tokenizer(str(tmp_path))
     end = tok.eos_token if prompt_format == "paper" else "<|im_end|>"
-    prefix = tok.apply_chat_template([{"role": "user", "content": "hi"}], chat_template=exported_chat_template(
-        tok, prompt_format), add_generation_prompt=True, tokenize=False)
+    prefix = tok.apply_chat_template([{"role": "user", "content": "hi"}], add_generation_prompt=True, tokenize=False)
     compared, differ = 0, []
     for conv in _load(fmt, parts):
         for calls in _answers(conv):
@@ -70,7 +75,7 @@ def test_parse_response_reads_the_calls_our_parser_reads(fmt, parts, prompt_form
             assert want == [(c.name, c.arguments) for c in calls]
             if "\\" in text:
                 continue
-            got = tok.parse_response(" " + text + end, template, prefix=prefix, tools=_tools(conv))
+            got = tok.parse_response(" " + text + end, prefix=prefix, tools=_tools(conv))
             got = [(c["function"]["name"], c["function"]["arguments"]) for c in got.get("tool_calls", [])]
             compared += 1
             if got != want:

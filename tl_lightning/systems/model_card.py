@@ -111,10 +111,12 @@ def model_card(out: Path, library: str, metrics: dict[str, float] | None = None)
                ["No evaluation was logged with this export. Run `python main.py test --config configs/eval/all.yaml "
                 "--model.init_args.policy.adapter <this folder>`."]), "",
              "## Use", f"Prompt format: `{fmt}` (tl-lightning's `format/render.py`)"
-             + ("; the tokenizer's chat template renders it, so `tokenizer.apply_chat_template(messages, tools=tools, "
-                "add_generation_prompt=True)` gives the prompt the model was trained on (tool calls with `arguments` "
-                "as objects)" if fmt == "paper" else "") + ". Replies are Python-style calls such as "
-             "`name(argument='value')`, parsed with `ast` (never executed).",
+             + ". The tokenizer's chat template renders it, so `tokenizer.apply_chat_template(messages, tools=tools, "
+             "add_generation_prompt=True)` gives the prompt the model was trained on (tool calls with `arguments` "
+             "as objects). Replies are Python-style calls such as `name(argument='value')`, one per line; "
+             "`tokenizer.parse_response(reply, prefix=prompt, tools=tools)` returns them as OpenAI-style "
+             "`tool_calls` (strings with backslash escapes keep the backslash there; tl-lightning's own parser, "
+             "used by its server, reads them exactly, with `ast`, never executed).",
              f"```python\n{load}\n```",
              "Serve it with an OpenAI-compatible API and call it from any OpenAI client:",
              f"```bash\npython -m tl_lightning.cli.serve {out.name} --port 8000\n```",
