@@ -69,3 +69,17 @@ def test_chat_template_overlay_composes_with_each_smollm2_config(config):
     cli = TLCLI(args=["--config", str(config), "--config", str(PROMPT_OVERLAYS[0]), "--config",
                       str(overlay_for(config))], run=False)
     assert cli.datamodule.hparams.prompt_format == "chat_template"
+
+
+@pytest.mark.parametrize("args,expected", [
+    ([], "RewardTable"),
+    (["--model.init_args.reward.correct=2"], "RewardTable"),  # a table value, as before rewards were components
+    (["--model.init_args.reward=ExactMatchReward"], "ExactMatchReward"),
+    (["--model.init_args.reward=tl_lightning.rewards.reward.PartialCreditReward",
+      "--model.init_args.reward.init_args.unparsed=-2"], "PartialCreditReward")])
+def test_the_rl_reward_is_chosen_from_the_command_line(args, expected):
+    cli = TLCLI(args=["--config", str(ROOT / "grpo.yaml"), "--config", str(ROOT / "tiny_ppo.yaml"), *args], run=False)
+    reward = cli.model.call_reward
+    assert type(reward).__name__ == expected
+    assert reward.correct == 2 if args[:1] == ["--model.init_args.reward.correct=2"] else True
+    assert getattr(reward, "unparsed", -2) == -2

@@ -7,10 +7,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tl_lightning.data.loaders import load_source
-from tl_lightning.format.call_format import join_rendered, render_calls
+from tl_lightning.format.call_format import join_rendered, parse_calls, render_calls
 from tl_lightning.format.schema import Conversation, ToolCall, ToolParam, ToolSpec
 from tl_lightning.metrics.tool_call import tool_call_metrics
-from tl_lightning.rewards.reward import RewardTable, tool_call_rewards
+from tl_lightning.rewards.reward import ExactMatchReward, PartialCreditReward, RewardTable, tool_call_rewards
 from tl_lightning.rewards.taxonomy import CATEGORIES, GoldCall, classify, golds_for
 
 P = ToolParam
@@ -248,3 +248,35 @@ def test_paper_convention_scores_every_rotbench_gold_as_correct():
     for c in convs:
         text = join_rendered(render_calls(c.gold[0])) + "\nThat is my answer."
         assert classify(text, golds_for(c), c.tools, convention="paper").category == "correct", c.id
+
+
+def _classified(pred: str, gold_call: str, convention="lenient"):
+    gold = [tuple(GoldCall.from_call(c) for c in parse_calls(gold_call).calls)]
+    return classify(pred, gold, TOOLS, convention=convention)
+
+
+def test_exact_match_reward_is_one_only_for_a_right_answer():
+    reward = ExactMatchReward()
+    gold = "search_flights(origin='PAR', destination='NYC', date='2024-05-01')"
+    assert reward.score(_classified(gold, gold)) == 1.0
+    assert reward.score(_classified(gold.replace("NYC", "LAX"), gold)) == 0.0  # content_filling
+    assert reward.score(_classified("nonsense(", gold)) == 0.0
+    assert ExactMatchReward(correct=2.0, incorrect=-1.0).score(_classified("", gold)) == -1.0
+
+
+def test_partial_credit_reward_by_hand():
+    """Gold search_flights(origin, destination, date). A prediction with the right name, keys {origin,
+    destination, x} against {origin, destination, date}: Jaccard 2/4; values right for origin only: 1/3.
+    1 + 2/4 + 1/3 = 1.8333. Lenient reads 'par' as 'PAR'; paper (exact) does not: 1 + 2/4 + 0 = 1.5."""
+    reward = PartialCreditReward()
+    gold = "search_flights(origin='PAR', destination='NYC', date='2024-05-01')"
+    pred = "search_flights(origin='par', destination='LAX', x=1)"
+    assert reward.score(_classified(pred, gold), "lenient") == pytest.approx(1 + 2 / 4 + 1 / 3)
+    assert reward.score(_classified(pred, gold, "paper"), "paper") == pytest.approx(1 + 2 / 4 + 0)
+    assert reward.score(_classified(gold, gold)) == 3.0
+    assert reward.score(_classified("book_flight(flight_id='A', passenger_name='X')", gold)) == 0.0  # wrong tool
+    assert reward.score(_classified("nonsense(", gold)) == -1.0
+    assert reward.score(_classified(f"{gold}\n{gold}", gold)) == 0.0  # wrong count: no pairs
+    weighted = PartialCreditReward(name=0.5, keys=0.25, values=0.25, unparsed=-3.0)
+    assert weighted.score(_classified(pred, gold), "lenient") == pytest.approx(0.5 + 0.25 * 2 / 4 + 0.25 / 3)
+    assert weighted.score(_classified("", gold)) == -3.0  # no call

@@ -13,8 +13,9 @@ class EpisodeReward:
 
     Args:
         success: reward of a task the environment scores as reached (times its `reward()` in [0, 1]).
-        irm_weight: plus this times the mean IRM reward (`RewardTable`) of the turns whose expected calls the
-            environment knows (ToolWorld): dense credit for calls that are right or nearly right.
+        irm_weight: plus this times the mean call reward (`model.init_args.reward`, the IRM table by default) of
+            the turns whose expected calls the environment knows (ToolWorld): dense credit for calls that are
+            right or nearly right.
         call_bonus: plus this when the episode called at least one tool other than `finish`: verl's multi-turn
             quickstart collapsed to answering without tools until its reward was shaped so (PR #4998).
     """

@@ -225,13 +225,23 @@ def classify_call(pred: ToolCall, gold: GoldCall, tools: dict[str, ToolSpec],
         return cat
     if convention == "lenient" and pred.name in free_text_tools:
         return "correct"
-    same = values_equal if convention == "lenient" else (lambda v, alts: any(exactly_equal(v, a) for a in alts))
-    for k, v in pred.arguments.items():
-        if k in gold.any_value:
-            continue
-        if not same(v, gold.values.get(k, [])):
-            return "content_filling"
-    return "correct"
+    if all(value_matches(pred, gold, k, convention) for k in pred.arguments):
+        return "correct"
+    return "content_filling"
+
+
+def value_matches(pred: ToolCall, gold: GoldCall, key: str, convention: Convention = "lenient") -> bool:
+    """Whether `pred`'s value of `key` is one the gold call accepts (rule 6): any value for an `any_value` key;
+    normalised (`values_equal`) under `lenient`, exactly (`exactly_equal`) under `paper`. False when `pred` lacks
+    the key."""
+    if key not in pred.arguments:
+        return False
+    if key in gold.any_value:
+        return True
+    alternatives = gold.values.get(key, [])
+    if convention == "lenient":
+        return values_equal(pred.arguments[key], alternatives)
+    return any(exactly_equal(pred.arguments[key], a) for a in alternatives)
 
 
 def _string_arguments(call: ToolCall) -> ToolCall:

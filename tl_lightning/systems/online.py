@@ -106,7 +106,7 @@ class OnlineRLSystem(PPOSystem):
                                self.generation.do_sample).to(self.device)
 
     def _score_episode(self, e: Episode) -> float:
-        calls = [self.reward_table(c.category) for c in e.classified]
+        calls = [self.call_reward.score(c, self.hparams.reward_convention) for c in e.classified]
         return episode_score(e.env.reward(), calls, e.called_tool, self.episode_reward)
 
     # ---------------------------------------------------------------------------------------- evaluation

@@ -37,7 +37,7 @@ from tl_lightning.objectives.advantages import informative_rows, masked_mean, ma
 from tl_lightning.objectives.estimators import GAE, AdvantageEstimator
 from tl_lightning.objectives.kl import kl_estimate
 from tl_lightning.objectives.ppo import aggregate, clipped_policy_loss, data_parallel_share
-from tl_lightning.rewards.reward import RewardTable, tool_call_rewards
+from tl_lightning.rewards.reward import CallReward, RewardTable, tool_call_rewards
 from tl_lightning.rewards.taxonomy import Convention
 from tl_lightning.systems.critics import Critic, CriticInputs, NoCritic, SharedCritic, ValueHead, ValueTargets
 from tl_lightning.systems.policy import PolicyRunner
@@ -67,7 +67,8 @@ class PPOSystem(L.LightningModule):
         critic: the value function for GAE: `SharedCritic` (value head on the policy's hidden states) or
             `AdapterCritic` (separate LoRA adapter + value head, initialised from the SFT adapter); null for
             critic-free estimators.
-        reward: reward per error category (`taxonomy.classify`).
+        reward: the reward of a classified response (`rewards/reward.py`): `RewardTable` (the paper's IRM, a
+            value per error category), `ExactMatchReward` (binary) or `PartialCreditReward` (name, keys, values).
         reward_convention: how responses are read and compared for the reward: "paper" (the reference code: the
             first call, string values only, compared exactly; free-text tools compared too) or "lenient" (the
             metrics' reading: the whole output must parse, values normalised). See docs/taxonomy.md.
@@ -85,7 +86,7 @@ class PPOSystem(L.LightningModule):
     """
 
     def __init__(self, policy: ModelSettings = ModelSettings(), advantage: AdvantageEstimator = GAE(),
-                 critic: Critic | None = SharedCritic(), reward: RewardTable = RewardTable(),
+                 critic: Critic | None = SharedCritic(), reward: CallReward = RewardTable(),
                  reward_convention: Convention = "paper", kl: KLSettings = KLSettings(),
                  ppo: PPOSettings = PPOSettings(),
                  generation: GenerationSettings = GenerationSettings(max_new_tokens=512),
@@ -102,7 +103,7 @@ class PPOSystem(L.LightningModule):
         self.generation = as_dataclass(GenerationSettings, generation)
         self.advantage, self.critic = advantage, critic if critic is not None else NoCritic()
         self._check_components(critic)
-        self.reward_table = as_dataclass(RewardTable, reward)
+        self.call_reward = as_dataclass(RewardTable, reward) if isinstance(reward, dict) else reward
         self.kl_settings = as_dataclass(KLSettings, kl)
         self.ppo = as_dataclass(PPOSettings, ppo)
         self.optimizer_factory, self.scheduler_factory = optimizer, lr_scheduler
@@ -206,7 +207,7 @@ class PPOSystem(L.LightningModule):
         self._size_schedule(len(batch))
         rollout = self._sample(batch)
         t1 = time.perf_counter()
-        # step 2: score them with the IRM rule reward (taxonomy.classify → RewardTable)
+        # step 2: score them with the rule reward (taxonomy.classify → CallReward)
         scores, categories = self._score(batch, rollout)
         return rollout, scores, categories, {"rollout": t1 - t0, "score": time.perf_counter() - t1}
 
@@ -248,7 +249,7 @@ class PPOSystem(L.LightningModule):
         return masked_mean((rollout.sample_logp - learner_logp).abs(), rollout.loss_mask.float()).item()
 
     def _score(self, batch: PromptBatch, rollout: Rollout) -> tuple[torch.Tensor, list[str]]:
-        rewards, classified = tool_call_rewards(rollout.texts, batch.conversations, self.reward_table,
+        rewards, classified = tool_call_rewards(rollout.texts, batch.conversations, self.call_reward,
                                                 self.hparams.reward_convention, self.free_text_tools)
         cats = [c.category for c in classified]
         scores = torch.tensor(rewards, device=self.device)
