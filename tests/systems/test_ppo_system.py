@@ -82,6 +82,23 @@ def test_constant_reward_keeps_policy_near_reference(tiny_checkpoint, tmp_path):
     assert max(kls) < 0.5, kls  # only the KL penalty acts: no drift
 
 
+@pytest.mark.parametrize("critic", ["shared", "adapter"])
+def test_critic_warmup_trains_the_critic_while_the_policy_stays_still(tiny_checkpoint, tmp_path, critic):
+    L.seed_everything(0)
+    system = _system(tiny_checkpoint, critic=critic, ppo={"ppo_epochs": 2, "minibatch_size": 2, "critic_warmup": 1})
+    trainer = _trainer(tmp_path, 1, enable_checkpointing=False)
+    system.configure_model()
+    before = _trainable(system)
+    trainer.fit(system, _dm(tiny_checkpoint))
+    after = _trainable(system)
+    changed = {n for n in before if not torch.equal(before[n], after[n])}
+    assert changed and not {n for n in changed if ".default." in n}  # the policy adapter did not move
+    assert any(n.startswith("value_head") for n in changed)
+    assert (critic == "adapter") == any(".critic." in n for n in changed)
+    assert trainer.logged_metrics["ppo/critic_warmup"] == 1.0
+    assert system.iteration == 1 and not system._warming_up  # the next iteration trains the policy
+
+
 def _stop_and_resume(tmp_path, make_system, make_dm, stop_after_steps):
     """Train 4 iterations straight through, and again stopped after `stop_after_steps` optimizer steps and resumed
     from the last checkpoint. Returns (uninterrupted system, resumed system, the saved checkpoint)."""
@@ -296,5 +313,7 @@ def test_components_are_checked_with_one_line_errors(tiny_checkpoint):
         PPOSystem(policy, critic=None)  # GAE, the default estimator
     with pytest.raises(UserError, match="critic-free"):
         PPOSystem(policy, advantage=GRPO(), critic=SharedCritic(), generation={"do_sample": True})
+    with pytest.raises(UserError, match="critic_warmup"):
+        PPOSystem(policy, advantage=GRPO(), critic=None, generation={"do_sample": True}, ppo={"critic_warmup": 2})
     with pytest.raises(UserError, match="do_sample"):
         PPOSystem(policy, advantage=GRPO(), critic=None)  # greedy samples of one prompt would all be equal

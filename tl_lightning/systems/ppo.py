@@ -102,10 +102,10 @@ class PPOSystem(L.LightningModule):
         self.policy_settings = as_dataclass(ModelSettings, policy)
         self.generation = as_dataclass(GenerationSettings, generation)
         self.advantage, self.critic = advantage, critic if critic is not None else NoCritic()
+        self.ppo = as_dataclass(PPOSettings, ppo)
         self._check_components(critic)
         self.call_reward = as_dataclass(RewardTable, reward) if isinstance(reward, dict) else reward
         self.kl_settings = as_dataclass(KLSettings, kl)
-        self.ppo = as_dataclass(PPOSettings, ppo)
         self.optimizer_factory, self.scheduler_factory = optimizer, lr_scheduler
         self.free_text_tools = frozenset(free_text_tools)
         self.kl_coef = self.kl_settings.controller.coef
@@ -123,6 +123,8 @@ class PPOSystem(L.LightningModule):
         name = type(self.advantage).__name__
         if self.advantage.needs_critic and critic is None:
             raise UserError(f"{name} needs a critic: set model.init_args.critic (SharedCritic or AdapterCritic)")
+        if self.ppo.critic_warmup and critic is None:
+            raise UserError(f"ppo.critic_warmup trains a critic, and {name} has none: set ppo.critic_warmup: 0")
         if not self.advantage.needs_critic and critic is not None:
             raise UserError(f"{name} is critic-free: set model.init_args.critic: null")
         if self.generation.truncates:
@@ -310,6 +312,9 @@ class PPOSystem(L.LightningModule):
         loss = loss * self._rank_share(mask, how)
         vf_loss, vf_clipfrac = self.critic.backward(self._critic_inputs(mb, out.hidden),
                                                     ValueTargets(old_values, returns, mask), loss, self.manual_backward)
+        if self._warming_up:
+            for p in opt.param_groups[0]["params"]:  # the actor's group: no gradient, so AdamW leaves it as it is
+                p.grad = None
         norms = clip_each_group(opt.param_groups, self.ppo.max_grad_norm) + [0.0]
         opt.step()
         return {"lr": opt.param_groups[0]["lr"], "policy_loss": pg_loss.item(), "value_loss": vf_loss.item(),
@@ -317,6 +322,11 @@ class PPOSystem(L.LightningModule):
                 "approx_kl": approx_kl.item(), "entropy": masked_mean(out.entropy, mask).item(),
                 "value_clipfrac": vf_clipfrac.item(), "kl_loss": kl_loss.item(), "actor_grad_norm": norms[0],
                 "critic_grad_norm": norms[1]}
+
+    @property
+    def _warming_up(self) -> bool:
+        """`ppo.critic_warmup`: this iteration trains the critic only."""
+        return self.iteration < self.ppo.critic_warmup
 
     def _rank_share(self, mask: torch.Tensor, how: str) -> torch.Tensor:
         """Data parallelism averages the ranks' gradients; this factor makes that average the gradient of the mean
@@ -331,6 +341,7 @@ class PPOSystem(L.LightningModule):
                 "rollout/response_length": mask.sum(1).mean().item(),
                 "rollout/no_stop_frac": 1 - rollout.stopped.float().mean().item(),
                 "rollout/logprob_gap": stats.pop("logprob_gap"), "rollout/truncated_prompts": self.truncated_prompts,
+                "ppo/critic_warmup": float(self._warming_up),
 
                 **{f"ppo/{k}": v for k, v in stats.items()}, **{f"time/{k}": v for k, v in times.items()}}
         if values is not None:

@@ -80,6 +80,11 @@ class PPOSettings:
     advantages are 0, so they would only cost reference and update passes (and, with `kl.placement: loss`, pull
     toward the reference). Counted in `rollout/dropped_groups`; an iteration where every group is uniform skips the
     update."""
+    critic_warmup: int = 0
+    """Iterations at the start in which only the critic learns (value head, and the critic adapter of
+    `AdapterCritic`): the policy's gradients are dropped, so it stays the SFT policy while the values GAE reads are
+    fitted to its returns. An untrained value head makes the first advantages noise (our PPO lost to GRPO so).
+    Logged as `ppo/critic_warmup` (1 while it lasts); needs a critic. The learning-rate schedule counts these steps."""
     rollout_chunk_size: int | None = None
     """Sequences generated, and passed without gradient (policy, reference, critic), at once: bounds the KV cache
     and those passes for large rollouts such as GRPO's prompts × group size. null: the whole rollout batch. With
