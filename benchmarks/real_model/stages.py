@@ -153,10 +153,12 @@ def sft(variant: str, style: str, checkpoint: str, scale: Scale, run_dir: Path) 
             "trained_tokens": stats["trained_tokens"], "mae_blocked_calls": sum(stats["mae"].values())}
 
 
-def rl(adapter: str, style: str, checkpoint: str, scale: Scale, run_dir: Path, method: str = "grpo") -> dict:
+def rl(adapter: str, style: str, checkpoint: str, scale: Scale, run_dir: Path, method: str = "grpo",
+       overrides: tuple[str, ...] = (), name: str | None = None) -> dict:
     """RL as shipped in configs/smollm2/<method>.yaml ("grpo" or "ppo") from an SFT adapter, at one rollout budget:
     GRPO samples `rl_prompts` prompts `group_size` times (4, in its config), PPO samples 4 × `rl_prompts` prompts
-    once. Returns the reward and format-error rate per iteration."""
+    once; `overrides` are further command-line settings (another reward), `name` the run's folder (default:
+    `method`). Returns the reward and format-error rate per iteration."""
     data = {"format": "toolworld", "split": "train", "size": scale.train_size, "seed": 0}
     prompts = scale.rl_prompts if method == "grpo" else scale.rl_prompts * GRPO_GROUP_SIZE
     t0 = time.time()
@@ -164,7 +166,8 @@ def rl(adapter: str, style: str, checkpoint: str, scale: Scale, run_dir: Path, m
                                              f"--model.init_args.policy.adapter={adapter}",
                                              f"--trainer.limit_train_batches={scale.rl_iterations}",
                                              f"--data.init_args.source={json.dumps(data)}",
-                                             f"--data.init_args.batch_size={prompts}"], run_dir, method)
+                                             f"--data.init_args.batch_size={prompts}", *overrides], run_dir,
+                   name or method)
     return {"wall_s": round(time.time() - t0, 1), "adapter": str(log_dir / "hf" / "final"),
             "reward": metric_curve(log_dir, "reward/mean"), "cf": metric_curve(log_dir, "reward/cf"),
             "format_error": metric_curve(log_dir, "reward/rate/format_error"),

@@ -1,0 +1,3 @@
+from benchmarks.study.run import main
+
+main()

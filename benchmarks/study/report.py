@@ -1,0 +1,104 @@
+"""The study's tables from whatever stages are done: `<out>/report.json` and `<out>/report.md`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from benchmarks.study.protocol import RL_ARMS, VARIANTS, Protocol
+from benchmarks.study.stats import METRICS, estimate, paired, per_item_mean, rate
+
+MECHANISMS = {"tool_hallucination": {"tool_hallucination"}, "wrong_tool": {"wrong_tool"},
+              "format_error": {"format_error", "no_call"}}
+
+
+def _read(out: Path, name: str) -> dict | None:
+    path = out / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def collect(out: Path, p: Protocol) -> dict[str, list[dict]]:
+    """Arm → the per-item scores of its runs (SFT variants: every finished seed; RL arms: their one run)."""
+    arms = {}
+    for variant in VARIANTS:
+        runs = [r["scores"] for s in p.seeds if (r := _read(out, f"test_{variant}_s{s}"))]
+        if runs:
+            arms[variant] = runs
+    for arm in RL_ARMS:
+        if r := _read(out, f"test_rl_{arm}"):
+            arms[arm] = [r["scores"]]
+    return arms
+
+
+def arm_table(runs: list[dict]) -> dict:
+    """Per set: TS / PI / CF and the mechanism rates, each with its interval; the MAE repeat rate if scored."""
+    table = {}
+    for name in runs[0]:
+        if name == "mae_repeats":
+            table[name] = estimate(per_item_mean([r[name] for r in runs], "repeated"))
+            continue
+        sets = [r[name] for r in runs]
+        table[name] = {"items": len(sets[0]), "seeds": len(sets),
+                       **{m: estimate(per_item_mean(sets, m)) for m in METRICS},
+                       **{k: rate(sets, cats) for k, cats in MECHANISMS.items()}}
+    return table
+
+
+def differences(arms: dict[str, list[dict]], baseline: str = "plain") -> dict:
+    """Per arm and set: the paired per-item difference against `baseline` of each metric (seed means)."""
+    if baseline not in arms:
+        return {}
+    base = arms[baseline]
+    out = {}
+    for arm, runs in arms.items():
+        if arm == baseline:
+            continue
+        out[arm] = {}
+        for name in runs[0]:
+            key = "repeated" if name == "mae_repeats" else None
+            if name not in base[0]:
+                continue
+            metrics = [key] if key else list(METRICS)
+            out[arm][name] = {m: paired(per_item_mean([r[name] for r in base], m),
+                                        per_item_mean([r[name] for r in runs], m)) for m in metrics}
+    return out
+
+
+def wall_hours(out: Path) -> float:
+    return sum(json.loads(f.read_text()).get("stage_wall_s", 0) for f in out.glob("*.json")) / 3600
+
+
+def markdown(report: dict) -> str:
+    lines = [f"Study wall time so far: {report['wall_hours']:.1f} h (stages summed).", ""]
+    for arm, table in report["arms"].items():
+        lines += [f"### {arm}", "", "| set | items × seeds | TS | PI | CF | hallucinated tool | wrong tool |",
+                  "|---|---|---|---|---|---|---|"]
+        for name, t in table.items():
+            if name == "mae_repeats":
+                continue
+            cells = [_cell(t[m]) for m in (*METRICS, "tool_hallucination", "wrong_tool")]
+            lines.append(f"| {name} | {t['items']} × {t['seeds']} | " + " | ".join(cells) + " |")
+        if "mae_repeats" in table:
+            lines.append(f"\nRepeats of its training data's erroneous calls: {_cell(table['mae_repeats'])}")
+        lines.append("")
+    for arm, sets in report["paired_vs_plain"].items():
+        lines += [f"### {arm} − plain (paired per item)", ""]
+        for name, metrics in sets.items():
+            lines.append(f"* {name}: " + "; ".join(
+                f"{m} {d['mean']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]"
+                f"{' separates' if d['separates'] else ''}" for m, d in metrics.items()))
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _cell(e: dict) -> str:
+    return f"{100 * e['mean']:.1f} [{100 * e['ci95'][0]:.1f}, {100 * e['ci95'][1]:.1f}]"
+
+
+def write_report(out: Path, p: Protocol) -> dict:
+    arms = collect(out, p)
+    report = {"arms": {a: arm_table(r) for a, r in arms.items()}, "paired_vs_plain": differences(arms),
+              "wall_hours": wall_hours(out)}
+    (out / "report.json").write_text(json.dumps(report, indent=1))
+    (out / "report.md").write_text(markdown(report))
+    return report

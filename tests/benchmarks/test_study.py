@@ -1,0 +1,57 @@
+"""The study's statistics and tables by hand (benchmarks/study: stats.py, report.py)."""
+
+import json
+
+import pytest
+
+from benchmarks.study.protocol import Protocol
+from benchmarks.study.report import write_report
+from benchmarks.study.stats import choose_lr, paired, per_item_mean, rate
+
+
+def _items(cfs, categories=None):
+    categories = categories or ["correct" if c else "content_filling" for c in cfs]
+    return [{"id": f"i{k}", "category": cat, "ts": 1.0, "pi": 1.0, "cf": float(c)}
+            for k, (c, cat) in enumerate(zip(cfs, categories))]
+
+
+def test_seeds_are_averaged_per_item_and_must_score_the_same_items():
+    runs = [_items([1, 0, 1, 0]), _items([1, 1, 0, 0])]
+    assert per_item_mean(runs, "cf") == [1.0, 0.5, 0.5, 0.0]
+    shuffled = list(reversed(_items([1, 1, 0, 0])))
+    with pytest.raises(ValueError, match="different items"):
+        per_item_mean([runs[0], shuffled], "cf")
+
+
+def test_paired_difference_separates_only_when_its_interval_excludes_zero():
+    base = [0.0] * 50 + [1.0] * 50
+    better = paired(base, [1.0] * 100)  # +0.5, every changed item in one direction
+    assert better["mean"] == 0.5 and better["separates"] and better["ci95"][0] > 0.3
+    noise = paired(base, [1.0] * 50 + [0.0] * 50)  # mean 0, items swing both ways
+    assert noise["mean"] == 0.0 and not noise["separates"] and noise["ci95"][0] < 0 < noise["ci95"][1]
+
+
+def test_rate_counts_categories_per_item_over_runs():
+    runs = [_items([0, 0], ["tool_hallucination", "wrong_tool"]), _items([0, 0], ["tool_hallucination", "correct"])]
+    assert rate(runs, {"tool_hallucination"})["mean"] == 0.5  # item 0: 2/2, item 1: 0/2
+
+
+def test_the_learning_rate_with_the_best_validation_cf_wins_ties_go_to_the_smaller():
+    assert choose_lr({1e-4: {"cf": 0.2, "ts": 0.9}, 3e-4: {"cf": 0.4, "ts": 0.1}, 1e-3: {"cf": 0.3, "ts": 1}}) == 3e-4
+    assert choose_lr({1e-4: {"cf": 0.4, "ts": 0.5}, 3e-4: {"cf": 0.4, "ts": 0.5}}) == 1e-4
+    assert choose_lr({1e-4: {"cf": 0.4, "ts": 0.5}, 3e-4: {"cf": 0.4, "ts": 0.6}}) == 3e-4
+
+
+def test_the_report_reads_finished_stages_and_pairs_variants_with_plain(tmp_path):
+    p = Protocol(seeds=(0, 1))
+    for variant, seed, cfs in [("plain", 0, [0, 0, 1, 0]), ("plain", 1, [0, 0, 1, 0]),
+                               ("mae_pkt", 0, [1, 0, 1, 1]), ("mae_pkt", 1, [1, 1, 1, 0])]:
+        scores = {"toolworld_heldout": _items(cfs), "mae_repeats": [{"id": "e0", "repeated": float(seed)}]}
+        (tmp_path / f"test_{variant}_s{seed}.json").write_text(json.dumps({"scores": scores, "stage_wall_s": 1800}))
+    report = write_report(tmp_path, p)
+    assert report["arms"]["plain"]["toolworld_heldout"]["cf"]["mean"] == 0.25
+    assert report["arms"]["mae_pkt"]["toolworld_heldout"]["cf"]["mean"] == 0.75  # items 1, .5, 1, .5
+    assert report["paired_vs_plain"]["mae_pkt"]["toolworld_heldout"]["cf"]["mean"] == pytest.approx(0.5)  # 1, .5, 0, .5
+    assert report["arms"]["plain"]["mae_repeats"]["mean"] == 0.5
+    assert report["wall_hours"] == 2.0
+    assert "| toolworld_heldout | 4 × 2 |" in (tmp_path / "report.md").read_text()
