@@ -55,3 +55,23 @@ def test_the_report_reads_finished_stages_and_pairs_variants_with_plain(tmp_path
     assert report["arms"]["plain"]["mae_repeats"]["mean"] == 0.5
     assert report["wall_hours"] == 2.0
     assert "| toolworld_heldout | 4 × 2 |" in (tmp_path / "report.md").read_text()
+
+
+def test_mae_situations_are_the_training_datas_erroneous_calls_in_their_context():
+    from benchmarks.study.run import _same_call, error_situations
+    from tl_lightning.data.toolworld import ToolWorld
+
+    p = Protocol(train_size=20)
+    situations = error_situations(p)
+    assert situations  # ToolWorld's 17% error rate leaves some in 20 conversations
+    train = {c.id: c for c in ToolWorld(seed=0).split("train", 20)}
+    for prompt, bad in situations:
+        conv_id, index = prompt.id.rsplit("#", 1)
+        original = train[conv_id].messages
+        assert prompt.messages == original[:int(index)]  # the context up to the erroneous call
+        assert original[int(index)].calls[0].name == bad["name"]
+        assert original[int(index) + 1].role == "tool"  # its error feedback follows
+    call = situations[0][1]
+    args = ", ".join(f"{k}={v!r}" for k, v in call["arguments"].items())
+    assert _same_call(f"{call['name']}({args})", call)
+    assert not _same_call(f"{call['name']}({args})\n{call['name']}({args})", call)  # two calls are not a repeat
