@@ -1,14 +1,19 @@
 """`main.py test` wall time, today's path against the rollout engine, on the same benchmark set (issue #26 (d)).
 
     OMP_NUM_THREADS=1 python -m benchmarks.eval_speed [--path rotbench/Data/First_Turn/clean.json] [--limit N]
+        [--options before batch8 after]
 
-Runs `python main.py test --config configs/smollm2/eval.yaml` twice on one set, one process at a time, one torch
-thread each: `before` is the path before the engine (`HFGenerate`: transformers' generate on batches of 8 in the
-file's order, each padded to its longest prompt); `after` is the default (`DecodeLoop`: batches in prompt order,
-shared prefixes prefilled once, finished rows leave, a dense fp32 sampling copy). Prints, as JSON, each run's wall
-time (model loading included), the scores of its summary.json and how many outputs are identical item by item,
-with the machine's load average. Needs `runs/smollm2-135m` (`python -m tl_lightning.models.pretrained smollm2
-runs/smollm2-135m`).
+Runs `python main.py test --config configs/smollm2/eval.yaml` once per option on one set, one process at a time,
+one torch thread each:
+* `before`: the path before the engine (`HFGenerate`: transformers' generate on batches of 8 in the file's order,
+  each padded to its longest prompt);
+* `batch8`: `DecodeLoop` on batches of 8 in prompt order (shared prefixes prefilled once, finished rows leave, a
+  dense fp32 sampling copy): the default until the engine planned over the whole set;
+* `after`: the shipped config: the engine gets the whole set at once (`batch_size: 128`), prefills it in buckets
+  of at most 2,048 tokens with every shared prefix once, and decodes the buckets together (`merge_decode_gib`).
+Prints, as JSON, each run's wall time (model loading included), the scores of its summary.json and, against the
+first option, how many outputs are identical item by item, with the machine's load average. Needs
+`runs/smollm2-135m` (`python -m tl_lightning.models.pretrained smollm2 runs/smollm2-135m`).
 """
 
 from __future__ import annotations
@@ -22,7 +27,11 @@ import tempfile
 import time
 from pathlib import Path
 
-OPTIONS = {"before": ["--model.init_args.engine=tl_lightning.models.engine.HFGenerate", "--data.init_args.order=file"],
+OPTIONS = {"before": ["--model.init_args.engine=tl_lightning.models.engine.HFGenerate", "--data.init_args.order=file",
+                      "--data.init_args.batch_size=8"],
+           "batch8": ["--model.init_args.engine=" + json.dumps({"class_path": "tl_lightning.models.engine.DecodeLoop",
+                                                                 "init_args": {"merge_decode_gib": None}}),
+                      "--data.init_args.batch_size=8"],
            "after": []}
 
 
@@ -46,15 +55,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--path", default="rotbench/Data/First_Turn/clean.json", help="set, under ../shared/data")
     parser.add_argument("--limit", type=int, default=None, help="first N items (default: all)")
+    parser.add_argument("--options", nargs="+", choices=list(OPTIONS), default=list(OPTIONS),
+                        help="what to run, in order; the first is the reference")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        runs = {name: run(name, args.path, args.limit, Path(tmp)) for name in OPTIONS}
-    before, after = runs["before"], runs["after"]
-    same = sum(before["outputs"][k] == after["outputs"].get(k) for k in before["outputs"])
-    print(json.dumps({"set": args.path, "items": len(before["outputs"]), "load_average": os.getloadavg(),
-                      **{name: {"seconds": r["seconds"], "summary": r["summary"]} for name, r in runs.items()},
-                      "speedup": round(before["seconds"] / after["seconds"], 2),
-                      "identical_outputs": same, "same_scores": before["summary"] == after["summary"]}, indent=1))
+        runs = {name: run(name, args.path, args.limit, Path(tmp)) for name in args.options}
+    first = runs[args.options[0]]
+    report = {name: {"seconds": r["seconds"], "summary": r["summary"],
+                     "speedup": round(first["seconds"] / r["seconds"], 2),
+                     "identical_outputs": sum(v == r["outputs"].get(k) for k, v in first["outputs"].items()),
+                     "same_scores": r["summary"] == first["summary"]} for name, r in runs.items()}
+    print(json.dumps({"set": args.path, "items": len(first["outputs"]), "reference": args.options[0],
+                      "load_average": os.getloadavg(), **report}, indent=1))
 
 
 if __name__ == "__main__":

@@ -28,8 +28,9 @@ trains alone for its first 2 iterations. Every arm samples the same number of re
 class Protocol:
     """Sizes of one study (the full run and `--quick` differ only here)."""
 
-    lrs: tuple[float, ...] = (1e-4, 3e-4, 1e-3)
-    """Learning rates swept for every variant (seed 0), scored on the validation set."""
+    lrs: tuple[float, ...] = (1e-4, 3e-4, 1e-3, 3e-3)
+    """Learning rates swept for every variant (seed 0), scored on the validation set. 3e-3 was added after plain
+    and +PKT both chose 1e-3, the grid's edge."""
     seeds: tuple[int, ...] = (0, 1, 2)
     """Seeds trained at each variant's chosen rate (seed 0 is the sweep's run)."""
     sft_steps: int = 40
@@ -44,7 +45,9 @@ class Protocol:
     max_prompt_tokens: int = 4096
     """Prompts longer than this are left out (the sets' longest is 4,038 tokens)."""
     max_new_tokens: int = 64
-    eval_batch: int = 8
+    prefill_tokens: int = 2048
+    """Each set goes to the rollout engine whole: prefilled in buckets of at most this many tokens, every shared
+    prefix once, decoded together (as `configs/smollm2/eval.yaml`; greedy outputs equal batches of 8)."""
     rl_iterations: int = 12
     rl_prompts: int = 2
 

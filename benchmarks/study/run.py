@@ -1,6 +1,6 @@
 """Does TL-Training work on a pretrained model? SmolLM2-135M (NF4 + LoRA) on CPU, with a fair protocol (issue #29).
 
-    OMP_NUM_THREADS=1 python -m benchmarks.study [--variants plain mae] [--part sft|rl|all] [--quick]
+    OMP_NUM_THREADS=1 python -m benchmarks.study [--variants plain mae] [--part sweep|sft|rl|all] [--quick]
 
 1. Every SFT variant (plain, +MAE, +PKT, MAE + PKT; `protocol.VARIANTS`) is trained at every rate of a sweep
    (seed 0) and scored on a validation set (ToolWorld `val` step prompts); the rate with the best validation CF
@@ -41,6 +41,7 @@ from tl_lightning.format.call_format import parse_calls
 from tl_lightning.format.render import PaperFormat
 from tl_lightning.format.schema import Conversation
 from tl_lightning.metrics.tool_call import item_scores
+from tl_lightning.models.engine import DecodeLoop
 from tl_lightning.models.generation import GenerationSettings
 from tl_lightning.models.loading import ModelSettings, load_for_inference
 from tl_lightning.models.pretrained import SmolLM2
@@ -98,24 +99,26 @@ def train(variant: str, lr: float, seed: int, p: Protocol, checkpoint: str, out:
 
 
 def score(checkpoint: str, adapter: str | None, sets: dict, p: Protocol, situations=()) -> dict:
-    """Per item of every set: {id, category, ts, pi, cf} (greedy); with `situations`, the MAE repeat rate too."""
+    """Per item of every set: {id, category, output, ts, pi, cf} (greedy); with `situations`, the MAE repeat rate
+    too."""
     tok = load_tokenizer(checkpoint)
     model = load_for_inference(ModelSettings(checkpoint=checkpoint, quantization="nf4", compute_dtype="float32",
                                              lora=None, adapter=adapter))
     settings = GenerationSettings(max_new_tokens=p.max_new_tokens, max_prompt_length=p.max_prompt_tokens)
     renderer, out = PaperFormat(tok.eos_token), {}
+    engine = DecodeLoop(prefill_tokens=p.prefill_tokens)  # one engine: its dense copy is built once
     for name, (items, mode) in sets.items():
         t0 = time.time()
         batch = PromptBatch(prompt_token_ids(items, renderer, tok), items, [name] * len(items), [mode] * len(items))
-        preds = predict_batch(model, tok, batch, settings, p.eval_batch)
-        out[name] = [{"id": x.conversation.id, "category": x.classification.category,
+        preds = predict_batch(model, tok, batch, settings, engine=engine)  # the whole set: the engine plans it
+        out[name] = [{"id": x.conversation.id, "category": x.classification.category, "output": x.text,
                       **item_scores(x.classification)} for x in preds]
         log(f"  {name}: {len(preds)} items, CF {sum(r['cf'] for r in out[name]) / max(1, len(preds)):.2f} "
             f"({time.time() - t0:.0f} s)")
     if situations:
         convs = [c for c, _ in situations]
         batch = PromptBatch(prompt_token_ids(convs, renderer, tok), convs, [""] * len(convs), ["lenient"] * len(convs))
-        preds = predict_batch(model, tok, batch, settings, p.eval_batch)
+        preds = predict_batch(model, tok, batch, settings, engine=engine)
         out["mae_repeats"] = [{"id": x.conversation.id, "repeated": float(_same_call(x.text, bad))}
                               for x, (_, bad) in zip(preds, situations)]
     del model
@@ -133,7 +136,7 @@ def summary(items: list[dict]) -> dict:
 
 
 # -------------------------------------------------------------------------------------------------------- run
-def run_sft(variants: list[str], p: Protocol, checkpoint: str, out: Path) -> None:
+def run_sft(variants: list[str], p: Protocol, checkpoint: str, out: Path, sweep_only: bool = False) -> None:
     tok = load_tokenizer(checkpoint)
     val, tests, situations = val_set(tok, p), test_sets(tok, p), error_situations(p)
     for variant in variants:
@@ -146,6 +149,8 @@ def run_sft(variants: list[str], p: Protocol, checkpoint: str, out: Path) -> Non
             sweep[lr] = stage(out, f"sweep_{variant}_lr{lr:g}", sweep_run)
         chosen = choose_lr({lr: summary(r["val"]["toolworld_val"]) for lr, r in sweep.items()})
         log(f"{variant}: learning rate {chosen:g} (best validation CF)")
+        if sweep_only:
+            continue
         for seed in p.seeds:
             run = sweep[chosen] if seed == 0 else stage(out, f"sft_{variant}_s{seed}",
                                                         lambda seed=seed: train(variant, chosen, seed, p, checkpoint,
@@ -183,7 +188,8 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=None, help="run directory (default runs/study, or runs/study-quick)")
     ap.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
-    ap.add_argument("--part", choices=["sft", "rl", "report", "all"], default="all")
+    ap.add_argument("--part", choices=["sweep", "sft", "rl", "report", "all"], default="all",
+                    help="sweep: only the learning-rate sweeps; sft: sweeps, seeds and their tests")
     ap.add_argument("--quick", action="store_true", help="toy sizes: the whole pipeline in minutes")
     ap.add_argument("--checkpoint", default=CHECKPOINT)
     a = ap.parse_args(argv)
@@ -192,8 +198,8 @@ def main(argv: list[str] | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "protocol.json").write_text(json.dumps(asdict(p), indent=1))
     checkpoint = ensure_checkpoint(a.checkpoint, SmolLM2())
-    if a.part in ("sft", "all"):
-        run_sft(a.variants, p, checkpoint, out)
+    if a.part in ("sweep", "sft", "all"):
+        run_sft(a.variants, p, checkpoint, out, sweep_only=a.part == "sweep")
     if a.part in ("rl", "all"):
         run_rl(p, checkpoint, out)
     write_report(out, p)

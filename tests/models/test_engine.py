@@ -2,11 +2,13 @@
 
 import pytest
 import torch
+from transformers import LlamaConfig
 
 from tl_lightning.core.checkpoints import load_tokenizer
 from tl_lightning.models.dense_copy import DenseCopy, dense_bytes
 from tl_lightning.models.engine import DecodeLoop, HFGenerate, _top_p
 from tl_lightning.models.generation import GenerationSettings
+from tl_lightning.models.kv_cache import bytes_per_row_token, join, mergeable, roomy_cache
 from tl_lightning.models.loading import ModelSettings, load_policy
 from tl_lightning.models.prefill_plan import PrefixGroup, buckets, distinct, prefill_cost, prefix_groups
 
@@ -64,6 +66,24 @@ def test_buckets_by_hand():
     assert prefill_cost(shared[:1], [8, 9, 4]) == 12 and prefill_cost(shared, [8, 9, 4]) == 21
 
 
+def test_join_left_pads_each_part_to_the_longest():
+    config = LlamaConfig(num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1, hidden_size=8)
+    parts = []
+    for rows, length, fill in ((2, 3, 1.0), (1, 5, 2.0)):
+        cache = roomy_cache(config, room=4)
+        for layer in cache.layers:
+            layer.update(torch.full((rows, 1, length, 4), fill), torch.full((rows, 1, length, 4), -fill))
+        parts.append((cache, torch.ones(rows, length, dtype=torch.long)))
+    assert mergeable(parts[0][0]) and bytes_per_row_token(parts[0][0]) == 2 * 2 * 4 * 4  # 2 layers, K and V, fp32
+    cache, mask = join(parts, config, room=4)
+    assert mask.tolist() == [[0, 0, 1, 1, 1], [0, 0, 1, 1, 1], [1, 1, 1, 1, 1]]
+    keys = cache.layers[1].keys[:, 0, :, 0]
+    assert keys.tolist() == [[0, 0, 1, 1, 1], [0, 0, 1, 1, 1], [2, 2, 2, 2, 2]]
+    assert cache.layers[0].values[2, 0, 0, 0] == -2.0 and cache.get_seq_length() == 5
+    cache.layers[0].update(torch.zeros(3, 1, 1, 4), torch.zeros(3, 1, 1, 4))  # a decode step appends in place
+    assert cache.layers[0].keys.shape[-2] == 6
+
+
 def test_top_p_keeps_the_smallest_set_reaching_the_mass():
     scores = torch.tensor([[2.0, 1.0, 0.0, -1.0]]).log_softmax(-1)  # probabilities 0.64, 0.24, 0.09, 0.03
     kept = torch.isfinite(_top_p(scores, 0.8))
@@ -75,8 +95,11 @@ def test_top_p_keeps_the_smallest_set_reaching_the_mass():
     DecodeLoop(), DecodeLoop(dense_copy="none"),
     DecodeLoop(share_prefixes=False, prefill_tokens=None, dense_copy="none"),
     DecodeLoop(prefill_tokens=20, dense_copy="none"),
+    DecodeLoop(prefill_tokens=20, dense_copy="none", merge_decode_gib=None),
+    DecodeLoop(prefill_tokens=20, dense_copy="none", merge_decode_gib=1e-9),
     DecodeLoop(min_shared_prefix=1000, dense_copy="none"),
-], ids=["default (dense copy on CPU)", "policy", "plain", "buckets", "identical prompts only"])
+], ids=["default (dense copy on CPU)", "policy", "plain", "buckets decoded as one batch", "buckets decoded alone",
+        "merge budget too small", "identical prompts only"])
 def test_greedy_decode_loop_equals_transformers_generate(policy, engine):
     model, tok = policy
     settings = GenerationSettings(max_new_tokens=24)
@@ -88,11 +111,13 @@ def test_greedy_decode_loop_equals_transformers_generate(policy, engine):
     assert len({len(r) for r in ours.responses}) > 1  # some rows stopped early
 
 
-def test_sampling_records_the_log_prob_of_each_sampled_token(policy):
+@pytest.mark.parametrize("prefill_tokens", [8192, 20], ids=["one bucket", "buckets decoded as one batch"])
+def test_sampling_records_the_log_prob_of_each_sampled_token(policy, prefill_tokens):
     model, tok = policy
     settings = GenerationSettings(max_new_tokens=12, do_sample=True, temperature=0.7)
     torch.manual_seed(3)
-    out = DecodeLoop().generate(model, _prompts(), tok.pad_token_id, [tok.eos_token_id], settings)
+    engine = DecodeLoop(prefill_tokens=prefill_tokens)
+    out = engine.generate(model, _prompts(), tok.pad_token_id, [tok.eos_token_id], settings)
     prompt, response, logq = _prompts()[3], out.responses[3], out.logprobs[3]
     assert len(logq) == len(response) and all(q <= 0 for q in logq)
     with torch.no_grad():  # the recorded log q is the token's log-prob under softmax(logits / T)
@@ -100,7 +125,8 @@ def test_sampling_records_the_log_prob_of_each_sampled_token(policy):
     expected = torch.log_softmax(logits / 0.7, -1).gather(1, torch.tensor(response)[:, None]).squeeze(1)
     assert torch.allclose(torch.tensor(logq), expected, atol=1e-4)
     torch.manual_seed(3)
-    again = DecodeLoop().generate(model, _prompts(), tok.pad_token_id, [tok.eos_token_id], settings)
+    again = DecodeLoop(prefill_tokens=prefill_tokens).generate(model, _prompts(), tok.pad_token_id,
+                                                               [tok.eos_token_id], settings)
     assert again.responses == out.responses  # seeded: reproducible
 
 
@@ -152,3 +178,19 @@ def test_auto_copy_on_cpu_within_budget_and_rebuilt_after_an_update(policy):
                                   atol=1e-5)
         finally:
             lora_b.sub_(0.3)
+
+
+def test_buckets_within_the_budget_decode_as_one_batch(policy, monkeypatch):
+    import tl_lightning.models.engine as engine_module
+
+    model, tok = policy
+    joined = []
+    monkeypatch.setattr(engine_module, "join", lambda parts, *a: joined.append(len(parts)) or join(parts, *a))
+    settings = GenerationSettings(max_new_tokens=4)
+    DecodeLoop(prefill_tokens=20, dense_copy="none").generate(model, _prompts(), tok.pad_token_id, [-1], settings)
+    assert joined == [len(buckets(prefix_groups(distinct(_prompts())[0], 32),
+                                  [len(p) for p in distinct(_prompts())[0]], 20))]
+    joined.clear()
+    DecodeLoop(prefill_tokens=20, dense_copy="none", merge_decode_gib=None).generate(
+        model, _prompts(), tok.pad_token_id, [-1], settings)
+    assert joined == []

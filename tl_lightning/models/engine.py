@@ -10,6 +10,9 @@ rollouts (`PolicyRunner.sample`) and by evaluation (`evaluation.predict`).
     one tool list) prefill it once, then their own tails; prefill is most of a CPU rollout's time;
   - **length buckets**: prompts are prefilled shortest first, at most `prefill_tokens` (padded) tokens at a time,
     so a short prompt never waits in a batch padded to the longest one;
+  - **merged decode**: buckets prefilled apart decode as one batch (their caches left-padded to one length)
+    within a memory budget, so one engine call over a whole benchmark set prefills in small buckets and still
+    decodes many rows at a time;
   - **finished rows leave**: a row that emitted a stop token is dropped from the decode batch and its cache;
   - **in-place KV cache**: appending a token writes into spare room instead of concatenating the whole cache;
   - **a dense sampling copy** (on CPU by default): the policy with its base dequantized and LoRA merged, as a
@@ -25,14 +28,16 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from transformers import DynamicCache
 
 from tl_lightning.models.dense_copy import DenseCopy, dense_bytes
 from tl_lightning.models.generation import Generated, GenerationSettings, _as_ids, generate_responses, left_pad
-from tl_lightning.models.kv_cache import roomy_cache
+from tl_lightning.models.kv_cache import bytes_per_row_token, join, mergeable, roomy_cache
 from tl_lightning.models.prefill_plan import PrefixGroup, buckets, distinct, prefix_groups
 from tl_lightning.objectives.chunked import sampling_logits
 
@@ -71,18 +76,24 @@ class DecodeLoop(RolloutEngine):
             copy on CPU when it fits `dense_max_gib` (measured fastest there: benchmarks/rollout.py), none on GPU
             (not measured yet; a 7B copy would not fit a 24 GB card beside training).
         dense_max_gib: the copy's memory budget: an explicit dtype over it is refused (one line), "auto" skips it.
+        merge_decode_gib: buckets prefilled one after the other decode as one batch while their merged KV cache
+            (rows x (longest prompt + max_new_tokens)) stays within this many GiB: decoding 32 rows costs little
+            more per step than 8 on CPU. A bucket over it decodes alone; None: every bucket decodes alone.
     """
 
     def __init__(self, share_prefixes: bool = True, min_shared_prefix: int = 32, prefill_tokens: int | None = 8192,
                  dense_copy: Literal["auto", "none", "float32", "bfloat16"] = "auto",
-                 dense_max_gib: float | None = 2.0) -> None:
+                 dense_max_gib: float | None = 2.0, merge_decode_gib: float | None = 1.0) -> None:
         if prefill_tokens is not None and prefill_tokens < 1:
             raise ValueError(f"prefill_tokens must be >= 1 or null, got {prefill_tokens}")
+        if merge_decode_gib is not None and merge_decode_gib <= 0:
+            raise ValueError(f"merge_decode_gib must be > 0 or null, got {merge_decode_gib}")
         if min_shared_prefix < 1:
             raise ValueError(f"min_shared_prefix must be >= 1, got {min_shared_prefix}")
         self.share_prefixes, self.min_shared_prefix = share_prefixes, min_shared_prefix
         self.prefill_tokens = prefill_tokens
         self.dense_copy, self.dense_max_gib = dense_copy, dense_max_gib
+        self.merge_decode_gib = merge_decode_gib
         self._copy: DenseCopy | None = None
         self._copy_of: int | None = None  # id() of the policy the copy was built from, None when stale
 
@@ -122,14 +133,68 @@ class DecodeLoop(RolloutEngine):
             groups = [PrefixGroup(max(len(p) - 1, 0), (i,)) for i, p in enumerate(unique)]
         responses: list[list[int] | None] = [None] * len(cut)
         logq: list[list[float] | None] = [None] * len(cut)
-        for bucket in buckets(groups, [len(p) for p in unique], self.prefill_tokens):
-            order = [d for g in bucket for d in g.members]
-            cache, logits, mask = _prefill(model, bucket, unique, pad_id, settings.max_new_tokens)
-            out = _decode(model, cache, logits, mask, [len(copies[d]) for d in order], _as_ids(stop_ids), settings)
-            rows = [i for d in order for i in copies[d]]
+        pending: list[_Prefilled] = []
+
+        def decode(parts: list[_Prefilled]) -> None:
+            rows, cache, logits, mask = _joined(model, parts, settings.max_new_tokens)
+            out = _decode(model, cache, logits, mask, _as_ids(stop_ids), settings)
             for i, r, q in zip(rows, out.responses, out.logprobs or [None] * len(rows)):
                 responses[i], logq[i] = r, q
+
+        for bucket in buckets(groups, [len(p) for p in unique], self.prefill_tokens):
+            order = [d for g in bucket for d in g.members]
+            part = _expanded(*_prefill(model, bucket, unique, pad_id, settings.max_new_tokens),
+                             [copies[d] for d in order])
+            if pending and not self._joins(pending + [part], settings.max_new_tokens):
+                decode(pending)
+                pending = []
+            pending.append(part)
+        if pending:
+            decode(pending)
         return Generated(responses, logq if settings.do_sample else None)
+
+    def _joins(self, parts: list[_Prefilled], new_tokens: int) -> bool:
+        """Whether these prefilled buckets decode as one batch: every cache can merge, and the merged cache (all
+        rows padded to the longest, plus the new tokens) stays within `merge_decode_gib`."""
+        if self.merge_decode_gib is None or not all(mergeable(p.cache) for p in parts):
+            return False
+        rows = sum(len(p.rows) for p in parts)
+        tokens = max(p.mask.size(1) for p in parts) + new_tokens
+        return rows * tokens * bytes_per_row_token(parts[0].cache) <= self.merge_decode_gib * 2**30
+
+
+@dataclass
+class _Prefilled:
+    """A prefilled bucket, one row per response: its cache, next-token logits, attention mask, and the index of
+    the prompt (in the engine's input) each row answers."""
+
+    cache: DynamicCache | None
+    logits: torch.Tensor
+    mask: torch.Tensor
+    rows: list[int]
+
+
+def _expanded(cache, logits: torch.Tensor, mask: torch.Tensor, copies: list[list[int]]) -> _Prefilled:
+    """A prefilled bucket (one row per distinct prompt) expanded to one row per copy of each prompt: a GRPO
+    group's G samples share one prefill."""
+    repeats = [len(c) for c in copies]
+    if any(r != 1 for r in repeats):
+        expand = torch.repeat_interleave(torch.arange(len(repeats), device=logits.device),
+                                         torch.tensor(repeats, device=logits.device))
+        cache.batch_select_indices(expand)
+        logits, mask = logits[expand], mask[expand]
+    return _Prefilled(cache, logits, mask, [i for c in copies for i in c])
+
+
+def _joined(model, parts: list[_Prefilled], room: int):
+    """(rows, cache, logits, mask) of the parts decoded as one batch."""
+    rows = [i for p in parts for i in p.rows]
+    if len(parts) == 1:
+        return rows, parts[0].cache, parts[0].logits, parts[0].mask
+    cache, mask = join([(p.cache, p.mask) for p in parts], model.config, room)
+    for p in parts:
+        p.cache = None  # the parts' caches are copied: free them before decoding
+    return rows, cache, torch.cat([p.logits for p in parts]), mask
 
 
 def _prefill(model, bucket: list[PrefixGroup], prompts: list[list[int]], pad_id: int, room: int):
@@ -159,17 +224,11 @@ def _forward(model, ids: torch.Tensor, mask: torch.Tensor, cache) -> torch.Tenso
                  past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
 
 
-def _decode(model, cache, logits: torch.Tensor, mask: torch.Tensor, repeats: list[int], stops: tuple[int, ...],
+def _decode(model, cache, logits: torch.Tensor, mask: torch.Tensor, stops: tuple[int, ...],
             settings: GenerationSettings) -> Generated:
-    """From prefilled rows (`cache`, their next-token `logits` and `mask`), row i expanded to `repeats[i]` copies,
-    decode until every copy stopped; the rows of the result are the copies in order (row 0's copies first)."""
+    """From prefilled rows (`cache`, their next-token `logits` and `mask`), decode until every row stopped."""
     device = logits.device
-    if any(r != 1 for r in repeats):
-        expand = torch.repeat_interleave(torch.arange(len(repeats), device=device),
-                                         torch.tensor(repeats, device=device))
-        cache.batch_select_indices(expand)
-        logits, mask = logits[expand], mask[expand]
-    n = int(sum(repeats))
+    n = logits.size(0)
     alive = torch.arange(n, device=device)  # original row of each row still decoding
     tokens: list[list[int]] = [[] for _ in range(n)]
     logq: list[list[float]] = [[] for _ in range(n)]

@@ -20,6 +20,9 @@ from tl_lightning.models.loading import decoder_and_head
 from tl_lightning.objectives.chunked import head_stats
 from tl_lightning.systems.ppo_rollout import Pass, PPOSettings, Rollout, build_rollout, position_ids
 
+REFERENCE_ADAPTER = "reference"
+"""The frozen copy of the SFT adapter that RL regularises to (loaded beside the trained "default" adapter)."""
+
 
 class PolicyRunner:
     """Model passes for RL.

@@ -5,12 +5,12 @@ loaded a second time, frozen, on the same quantized base (no second model); with
 adapters disabled. The advantage estimator is a component (`objectives.estimators`): `GAE` with a critic (PPO as
 in the paper; `systems.critics`: `SharedCritic` or `AdapterCritic`), or critic-free `GRPO` / `RLOO` over groups of
 samples of each prompt (`critic: null`: no critic is built, trained or saved). Manual optimisation;
-`training_step` reads as numbered stages.
+`training_step` reads as numbered stages: sampling and scoring live in `ppo_collect.py`, the PPO update and the
+optimizers in `ppo_update.py`.
 """
 
 from __future__ import annotations
 
-import logging
 import math
 import random
 import time
@@ -33,32 +33,21 @@ from tl_lightning.models.loading import (
     prepare_checkpoint,
     prepare_for_training,
 )
-from tl_lightning.objectives.advantages import informative_rows, masked_mean, masked_var, token_rewards
+from tl_lightning.objectives.advantages import masked_var, token_rewards
 from tl_lightning.objectives.estimators import GAE, AdvantageEstimator
 from tl_lightning.objectives.kl import kl_estimate
-from tl_lightning.objectives.ppo import aggregate, clipped_policy_loss, data_parallel_share
-from tl_lightning.rewards.reward import CallReward, RewardTable, tool_call_rewards
+from tl_lightning.rewards.reward import CallReward, RewardTable
 from tl_lightning.rewards.taxonomy import Convention
-from tl_lightning.systems.critics import Critic, CriticInputs, NoCritic, SharedCritic, ValueHead, ValueTargets
-from tl_lightning.systems.policy import PolicyRunner
-from tl_lightning.systems.ppo_rollout import KLSettings, PPOSettings, Rollout, clip_each_group
+from tl_lightning.systems.critics import Critic, CriticInputs, NoCritic, SharedCritic, ValueHead
+from tl_lightning.systems.policy import REFERENCE_ADAPTER, PolicyRunner
+from tl_lightning.systems.ppo_collect import RolloutStage
+from tl_lightning.systems.ppo_rollout import KLSettings, PPOSettings, Rollout
+from tl_lightning.systems.ppo_update import UpdateStage, optimizer_steps
 
-__all__ = ["KLSettings", "PPOSettings", "PPOSystem"]
-from tl_lightning.systems.schedules import WarmupConstant, build_schedule
-
-REFERENCE_ADAPTER = "reference"
-log = logging.getLogger(__name__)
+__all__ = ["KLSettings", "PPOSettings", "PPOSystem", "optimizer_steps"]
 
 
-def default_optimizer(params) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(params, betas=(0.9, 0.95), weight_decay=0.0)  # the paper code's PPO optimizer
-
-
-def default_schedule(optimizer: torch.optim.Optimizer) -> WarmupConstant:
-    return WarmupConstant(optimizer, warmup=10)
-
-
-class PPOSystem(L.LightningModule):
+class PPOSystem(RolloutStage, UpdateStage, L.LightningModule):
     """RL on tool-call prompts with the IRM reward: PPO with a critic, or critic-free GRPO / RLOO.
 
     Args:
@@ -186,84 +175,12 @@ class PPOSystem(L.LightningModule):
                             {**times, "ref_value": t3 - t2, "update": t4 - t3})
         self.iteration += 1
 
-    def _drop_uniform_groups(self, rollout: Rollout, scores: torch.Tensor, categories: list[str]):
-        """`ppo.drop_uniform_groups`: the rollout without the groups whose scores are all equal (logged)."""
-        size = self.advantage.group_size
-        if not self.ppo.drop_uniform_groups or self.advantage.needs_critic or size < 2:
-            return rollout, scores, categories
-        keep = informative_rows(scores, size)
-        self.dropped_groups += (len(scores) - len(keep)) // size
-        self.log("rollout/dropped_groups", float(self.dropped_groups), on_step=True, batch_size=len(scores))
-        if len(keep) == len(scores):
-            return rollout, scores, categories
-        if not len(keep):
-            self.iteration += 1
-        return rollout.rows(keep.to(rollout.sequences.device)), scores[keep], [categories[i] for i in keep.tolist()]
-
-    def _collect(self, batch: PromptBatch) -> tuple[Rollout, torch.Tensor, list[str], dict[str, float]]:
-        """(rollout, its scores, their categories, seconds per stage) of one iteration."""
-        t0 = time.perf_counter()
-        self._count_truncated(batch)
-        # step 1: sample responses from the policy (eval mode, no grad), advantage.group_size per prompt
-        batch = batch.repeat_each(self.advantage.group_size)
-        self._size_schedule(len(batch))
-        rollout = self._sample(batch)
-        t1 = time.perf_counter()
-        # step 2: score them with the rule reward (taxonomy.classify → CallReward)
-        scores, categories = self._score(batch, rollout)
-        return rollout, scores, categories, {"rollout": t1 - t0, "score": time.perf_counter() - t1}
-
-    def _sample(self, batch: PromptBatch) -> Rollout:
-        # a rank's rollout is its chunks of the global batch: N ranks sample what one process would (PolicyRunner)
-        return self.runner.sample(batch, self.hparams.rollout_seed * 1_000_003 + self.iteration, self.device,
-                                  rank=self.global_rank)
-
-    def _count_truncated(self, batch: PromptBatch) -> None:
-        limit = self.generation.max_prompt_length
-        cut = sum(len(ids) > limit for ids in batch.input_ids)
-        if cut and not self.truncated_prompts:
-            log.warning("%d prompts of this rollout exceed generation.max_prompt_length=%d and lose their head (the "
-                        "tool list); set data.init_args.max_prompt_length to skip such prompts (counted in "
-                        "rollout/truncated_prompts)", cut, limit)
-        self.truncated_prompts += cut
-
-    def _size_schedule(self, rollout_rows: int) -> None:
-        """Tell the schedule the run's optimizer steps: the update steps it once per minibatch, ppo_epochs ×
-        minibatches per iteration (recomputed every iteration, so a resumed or extended run is sized right)."""
-        sched = self.lr_schedulers()
-        total = optimizer_steps(self.trainer.num_training_batches, self.trainer.max_epochs, self.trainer.max_steps,
-                                self.ppo.ppo_epochs, math.ceil(rollout_rows / self.ppo.minibatch_size))
-        if hasattr(sched, "set_total_steps") and math.isfinite(total):
-            sched.set_total_steps(int(total))
-
     def _reduce_sum(self, x: torch.Tensor) -> torch.Tensor:
         """Sum over data-parallel ranks (the tensor itself on one device)."""
         return self.trainer.strategy.reduce(x.detach().clone(), reduce_op="sum")
 
     def _all_ranks_mean(self, x: torch.Tensor) -> float:
         return float(self.trainer.strategy.reduce(x.detach().float(), reduce_op="mean"))
-
-    def _logprob_gap(self, rollout: Rollout, learner_logp: torch.Tensor) -> float:
-        """mean |log q − log π| over sampled tokens: q the distribution that sampled, π the learner's (Note
-        [sampling distribution]); ~0 unless sampler and learner disagree (numerics, kernels, a changed policy)."""
-        if rollout.sample_logp is None:
-            return float("nan")  # greedy: no sampled distribution to compare with
-        return masked_mean((rollout.sample_logp - learner_logp).abs(), rollout.loss_mask.float()).item()
-
-    def _score(self, batch: PromptBatch, rollout: Rollout) -> tuple[torch.Tensor, list[str]]:
-        rewards, classified = tool_call_rewards(rollout.texts, batch.conversations, self.call_reward,
-                                                self.hparams.reward_convention, self.free_text_tools)
-        cats = [c.category for c in classified]
-        scores = torch.tensor(rewards, device=self.device)
-        scores = scores.clamp(-self.ppo.reward_clip, self.ppo.reward_clip)
-        if self.ppo.no_stop_penalty is not None:
-            scores = torch.where(rollout.stopped.to(self.device), scores,
-                                 torch.full_like(scores, self.ppo.no_stop_penalty))
-        self.rollout_metrics.update_classified(classified)
-        self.last_samples = [{"iteration": self.iteration, "prompt_id": c.id, "response": t, "category": k,
-                              "reward": float(s)}
-                             for c, t, k, s in zip(batch.conversations, rollout.texts, cats, scores)]
-        return scores, cats
 
     @torch.no_grad()
     def _reference_pass(self, rollout: Rollout) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -283,59 +200,6 @@ class PPOSystem(L.LightningModule):
         kl_coef = self.kl_coef if self.kl_settings.placement == "reward" else 0.0
         return token_rewards(scores, mask, kl, kl_coef)
 
-    def _update(self, rollout: Rollout, old_logp, ref_logp, old_values, adv, returns) -> dict[str, float]:
-        opt, sched = self.optimizers(), self.lr_schedulers()
-        self.model.train()
-        n = rollout.sequences.size(0)
-        sums: dict[str, float] = {}
-        steps = 0
-        seed = (self.hparams.rollout_seed * 7_919 + self.iteration) * 65_537 + self.global_rank
-        g = torch.Generator().manual_seed(seed)  # minibatch order
-        for _ in range(self.ppo.ppo_epochs):
-            for idx in torch.randperm(n, generator=g).split(self.ppo.minibatch_size):
-                stats = self._minibatch_step(opt, rollout.rows(idx), old_logp[idx], ref_logp[idx],
-                                             _rows(old_values, idx), adv[idx], _rows(returns, idx))
-                for k, v in stats.items():
-                    sums[k] = sums.get(k, 0.0) + v
-                steps += 1
-                sched.step()
-        return {k: v / max(1, steps) for k, v in sums.items()}
-
-    def _minibatch_step(self, opt, mb: Rollout, old_logp, ref_logp, old_values, adv, returns) -> dict[str, float]:
-        mask = mb.loss_mask.float()
-        how = self.ppo.loss_aggregation
-        opt.zero_grad()
-        out = self.runner.forward(mb, "default", head=True, with_entropy=True)
-        pg_loss, clipfrac, approx_kl = clipped_policy_loss(out.logp, old_logp, adv, mask, self.ppo.clip, how)
-        kl_loss = aggregate(kl_estimate(out.logp, ref_logp, "k3"), mask, how)  # β·k3 in the loss, if placed there
-        loss = pg_loss + self.kl_coef * kl_loss if self.kl_settings.placement == "loss" else pg_loss
-        loss = loss * self._rank_share(mask, how)
-        vf_loss, vf_clipfrac = self.critic.backward(self._critic_inputs(mb, out.hidden),
-                                                    ValueTargets(old_values, returns, mask), loss, self.manual_backward)
-        if self._warming_up:
-            for p in opt.param_groups[0]["params"]:  # the actor's group: no gradient, so AdamW leaves it as it is
-                p.grad = None
-        norms = clip_each_group(opt.param_groups, self.ppo.max_grad_norm) + [0.0]
-        opt.step()
-        return {"lr": opt.param_groups[0]["lr"], "policy_loss": pg_loss.item(), "value_loss": vf_loss.item(),
-                "clipfrac": clipfrac.item(),
-                "approx_kl": approx_kl.item(), "entropy": masked_mean(out.entropy, mask).item(),
-                "value_clipfrac": vf_clipfrac.item(), "kl_loss": kl_loss.item(), "actor_grad_norm": norms[0],
-                "critic_grad_norm": norms[1]}
-
-    @property
-    def _warming_up(self) -> bool:
-        """`ppo.critic_warmup`: this iteration trains the critic only."""
-        return self.iteration < self.ppo.critic_warmup
-
-    def _rank_share(self, mask: torch.Tensor, how: str) -> torch.Tensor:
-        """Data parallelism averages the ranks' gradients; this factor makes that average the gradient of the mean
-        over all ranks' tokens (or responses), not the mean of the ranks' means (Note [loss aggregation])."""
-        if self.trainer.world_size == 1:
-            return mask.new_ones(())
-        local = mask.sum() if how == "token" else (mask.sum(1) > 0).sum().to(mask.dtype)
-        return data_parallel_share(local, self._reduce_sum(local), self.trainer.world_size)
-
     def _log_iteration(self, scores, categories, rollout: Rollout, seq_kl, values, returns, mask, stats, times) -> None:
         logs = {"reward/mean": scores.mean().item(), "ppo/kl": seq_kl, "ppo/kl_coef": self.kl_coef,
                 "rollout/response_length": mask.sum(1).mean().item(),
@@ -352,23 +216,6 @@ class PPOSystem(L.LightningModule):
         logs = {k: v for k, v in logs.items() if not math.isnan(v)}  # greedy rollouts have no logprob gap
         self.log_dict(logs, on_step=True, batch_size=len(categories), sync_dist=self.trainer.world_size > 1)
 
-    # ------------------------------------------------------------------------------------------ optimizers
-    def _param_groups(self) -> list[dict]:
-        actor = [p for n, p in self.model.named_parameters() if "lora_" in n and ".default." in n]
-        groups = [{"params": actor, "lr": self.hparams.actor_lr}]
-        critic = (list(self.value_head.parameters()) if self.value_head is not None else []) + \
-            self.critic.adapter_parameters(self.model)
-        return groups + ([{"params": critic, "lr": self.hparams.critic_lr}] if critic else [])
-
-    def configure_optimizers(self):
-        for n, p in self.model.named_parameters():
-            if "lora_" in n and f".{REFERENCE_ADAPTER}." not in n:
-                p.requires_grad_(True)
-        opt = (self.optimizer_factory or default_optimizer)(self._param_groups())
-        # a first estimate (one minibatch per iteration); training_step sizes it once it knows the rollout size
-        sched = build_schedule(self.scheduler_factory, opt, int(self.trainer.estimated_stepping_batches)
-                               * self.ppo.ppo_epochs, default_schedule)
-        return [opt], [sched]
 
     # ------------------------------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict) -> None:
@@ -394,14 +241,3 @@ class PPOSystem(L.LightningModule):
             torch.set_rng_state(state["torch_rng"])
 
 
-def optimizer_steps(batches_per_epoch: float, max_epochs: int | None, max_steps: int, ppo_epochs: int,
-                    minibatches: int) -> float:
-    """Optimizer steps of an RL run: iterations × ppo_epochs × minibatches per iteration, capped by `max_steps`
-    (which counts optimizer steps, as `global_step` does); inf for an unbounded run."""
-    epochs = max_epochs if max_epochs not in (None, -1) else math.inf
-    total = batches_per_epoch * epochs * ppo_epochs * minibatches
-    return min(total, max_steps) if max_steps not in (None, -1) else total
-
-
-def _rows(x: torch.Tensor | None, idx: torch.Tensor) -> torch.Tensor | None:
-    return None if x is None else x[idx]
