@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from benchmarks.study.protocol import RL_ARMS, VARIANTS, Protocol
-from benchmarks.study.stats import METRICS, estimate, paired, per_item_mean, rate
+from benchmarks.study.stats import METRICS, choose_lr, estimate, paired, per_item_mean, rate
 
 MECHANISMS = {"tool_hallucination": {"tool_hallucination"}, "wrong_tool": {"wrong_tool"},
               "format_error": {"format_error", "no_call"}}
@@ -28,6 +28,18 @@ def collect(out: Path, p: Protocol) -> dict[str, list[dict]]:
         if r := _read(out, f"test_rl_{arm}"):
             arms[arm] = [r["scores"]]
     return arms
+
+
+def sweeps(out: Path, p: Protocol) -> dict[str, dict]:
+    """Variant → {"val": {rate: validation TS / PI / CF}, "chosen": rate} for every variant whose sweep is done."""
+    table = {}
+    for variant in VARIANTS:
+        runs = {lr: r for lr in p.lrs if (r := _read(out, f"sweep_{variant}_lr{lr:g}"))}
+        if len(runs) == len(p.lrs):
+            val = {lr: {m: sum(x[m] for x in items) / len(items) for m in METRICS}
+                   for lr, r in runs.items() if (items := r["val"]["toolworld_val"])}
+            table[variant] = {"val": val, "chosen": choose_lr(val)}
+    return table
 
 
 def arm_table(runs: list[dict]) -> dict:
@@ -70,6 +82,15 @@ def wall_hours(out: Path) -> float:
 
 def markdown(report: dict) -> str:
     lines = [f"Study wall time so far: {report['wall_hours']:.1f} h (stages summed).", ""]
+    if report["sweeps"]:
+        lrs = sorted({lr for s in report["sweeps"].values() for lr in s["val"]})
+        lines += ["### Learning-rate sweep: validation CF (%), seed 0; the chosen rate in bold", "",
+                  "| variant | " + " | ".join(f"{lr:g}" for lr in lrs) + " |", "|---|" + "---|" * len(lrs)]
+        for variant, s in report["sweeps"].items():
+            cells = [f"{100 * s['val'][lr]['cf']:.1f}" if lr in s["val"] else "" for lr in lrs]
+            cells = [f"**{c}**" if lr == s["chosen"] else c for lr, c in zip(lrs, cells)]
+            lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+        lines.append("")
     for arm, table in report["arms"].items():
         lines += [f"### {arm}", "", "| set | items × seeds | TS | PI | CF | hallucinated tool | wrong tool |",
                   "|---|---|---|---|---|---|---|"]
@@ -97,8 +118,8 @@ def _cell(e: dict) -> str:
 
 def write_report(out: Path, p: Protocol) -> dict:
     arms = collect(out, p)
-    report = {"arms": {a: arm_table(r) for a, r in arms.items()}, "paired_vs_plain": differences(arms),
-              "wall_hours": wall_hours(out)}
+    report = {"sweeps": sweeps(out, p), "arms": {a: arm_table(r) for a, r in arms.items()},
+              "paired_vs_plain": differences(arms), "wall_hours": wall_hours(out)}
     (out / "report.json").write_text(json.dumps(report, indent=1))
     (out / "report.md").write_text(markdown(report))
     return report

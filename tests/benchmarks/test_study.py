@@ -43,12 +43,17 @@ def test_the_learning_rate_with_the_best_validation_cf_wins_ties_go_to_the_small
 
 
 def test_the_report_reads_finished_stages_and_pairs_variants_with_plain(tmp_path):
-    p = Protocol(seeds=(0, 1))
+    p = Protocol(lrs=(1e-4, 3e-4, 1e-3), seeds=(0, 1))
     for variant, seed, cfs in [("plain", 0, [0, 0, 1, 0]), ("plain", 1, [0, 0, 1, 0]),
                                ("mae_pkt", 0, [1, 0, 1, 1]), ("mae_pkt", 1, [1, 1, 1, 0])]:
         scores = {"toolworld_heldout": _items(cfs), "mae_repeats": [{"id": "e0", "repeated": float(seed)}]}
         (tmp_path / f"test_{variant}_s{seed}.json").write_text(json.dumps({"scores": scores, "stage_wall_s": 1800}))
+    for lr, cfs in ((1e-4, [0, 1, 0, 0]), (3e-4, [1, 1, 0, 0]), (1e-3, [1, 0, 1, 0])):  # a tie: the smaller rate
+        (tmp_path / f"sweep_plain_lr{lr:g}.json").write_text(json.dumps({"val": {"toolworld_val": _items(cfs)}}))
     report = write_report(tmp_path, p)
+    assert report["sweeps"]["plain"]["chosen"] == 3e-4 and report["sweeps"]["plain"]["val"][1e-4]["cf"] == 0.25
+    assert "mae" not in report["sweeps"]  # no sweep stage done
+    assert "| plain | 25.0 | **50.0** | 50.0 |" in (tmp_path / "report.md").read_text()
     assert report["arms"]["plain"]["toolworld_heldout"]["cf"]["mean"] == 0.25
     assert report["arms"]["mae_pkt"]["toolworld_heldout"]["cf"]["mean"] == 0.75  # items 1, .5, 1, .5
     assert report["paired_vs_plain"]["mae_pkt"]["toolworld_heldout"]["cf"]["mean"] == pytest.approx(0.5)  # 1, .5, 0, .5
