@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from benchmarks.study.protocol import RL_ARMS, VARIANTS, Protocol
-from benchmarks.study.stats import METRICS, choose_lr, estimate, paired, per_item_mean, rate
+from benchmarks.study.stats import METRICS, choose_lr, estimate, paired, per_item_mean, rate, summary
 
 MECHANISMS = {"tool_hallucination": {"tool_hallucination"}, "wrong_tool": {"wrong_tool"},
               "format_error": {"format_error", "no_call"}}
@@ -36,8 +36,7 @@ def sweeps(out: Path, p: Protocol) -> dict[str, dict]:
     for variant in VARIANTS:
         runs = {lr: r for lr in p.lrs if (r := _read(out, f"sweep_{variant}_lr{lr:g}"))}
         if len(runs) == len(p.lrs):
-            val = {lr: {m: sum(x[m] for x in items) / len(items) for m in METRICS}
-                   for lr, r in runs.items() if (items := r["val"]["toolworld_val"])}
+            val = {lr: summary(r["val"]["toolworld_val"]) for lr, r in runs.items()}
             table[variant] = {"val": val, "chosen": choose_lr(val)}
     return table
 

@@ -29,7 +29,7 @@ from benchmarks.real_model.run import CHECKPOINT, stage
 from benchmarks.real_model.stages import EVAL_SEED, SHARED, Scale, _fit, log, metric_curve, rl
 from benchmarks.study.protocol import QUICK, RL_ARMS, VARIANTS, Protocol
 from benchmarks.study.report import write_report
-from benchmarks.study.stats import choose_lr
+from benchmarks.study.stats import choose_lr, summary
 from tl_lightning.core.checkpoints import ensure_checkpoint, load_tokenizer
 from tl_lightning.data.batches import PromptBatch
 from tl_lightning.data.loaders import load_source
@@ -129,10 +129,6 @@ def score(checkpoint: str, adapter: str | None, sets: dict, p: Protocol, situati
 def _same_call(text: str, bad: dict) -> bool:
     calls = parse_calls(text).calls
     return len(calls) == 1 and calls[0].name == bad["name"] and calls[0].arguments == bad["arguments"]
-
-
-def summary(items: list[dict]) -> dict:
-    return {m: sum(r[m] for r in items) / max(1, len(items)) for m in ("ts", "pi", "cf")}
 
 
 # -------------------------------------------------------------------------------------------------------- run

@@ -11,6 +11,11 @@ from tl_lightning.metrics.intervals import bootstrap_interval
 METRICS = ("ts", "pi", "cf")
 
 
+def summary(items: Sequence[dict]) -> dict:
+    """TS / PI / CF of one run's items, as means."""
+    return {m: sum(r[m] for r in items) / max(1, len(items)) for m in METRICS}
+
+
 def per_item_mean(runs: Sequence[Sequence[dict]], metric: str) -> list[float]:
     """Per item, the mean of `metric` over runs (seeds) of the same items in the same order."""
     ids = [r["id"] for r in runs[0]]
