@@ -1,4 +1,4 @@
-"""Where one `DecodeLoop` call spends its time on a whole benchmark set: prefill, decode and merging, with the
+"""Where one `DecodeLoop` call spends its time on a whole benchmark set: prefill and decode, with the
 slowest prefill forwards (issue #26: why the evaluation is not faster).
 
     OMP_NUM_THREADS=1 python -m benchmarks.engine_profile [--prefill-tokens 2048] [--merge-decode-gib 1.0]
@@ -6,7 +6,7 @@ slowest prefill forwards (issue #26: why the evaluation is not faster).
 
 SmolLM2-135M zero-shot (NF4, the engine's dense fp32 copy), greedy, 64 new tokens, paper format, every item of the
 set in one `generate` call, as `configs/smollm2/eval.yaml` runs it. Prints JSON: seconds per stage, prefill forwards
-(rows, tokens, cached length, seconds) and decode steps. Needs `runs/smollm2-135m`.
+(rows, tokens, cached length, seconds) and decode steps (rows, longest own cache of a part). Needs `runs/smollm2-135m`.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def main() -> None:
     ids = prompt_token_ids(items, PaperFormat(tok.eos_token), tok)
     seconds: dict[str, float] = {}
     forwards: list[tuple[int, int, int, float]] = []
-    forward = engine_module._forward
+    forward, step = engine_module.forward, engine_module.DecodeBatch.forward
 
     def recorded(model, step_ids, mask, cache):
         start = time.perf_counter()
@@ -61,8 +61,14 @@ def main() -> None:
         forwards.append((step_ids.size(0), step_ids.size(1), mask.size(1), time.perf_counter() - start))
         return out
 
-    engine_module._forward = recorded
-    for name in ("_prefill", "_decode", "join"):
+    def recorded_step(batch, model, step_ids):
+        start = time.perf_counter()
+        out = step(batch, model, step_ids)
+        forwards.append((step_ids.size(0), 1, max(p.mask.size(1) for p in batch.parts), time.perf_counter() - start))
+        return out
+
+    engine_module.forward, engine_module.DecodeBatch.forward = recorded, recorded_step
+    for name in ("_prefill", "_decode"):
         setattr(engine_module, name, _timed(name.strip("_"), getattr(engine_module, name), seconds))
     engine = engine_module.DecodeLoop(prefill_tokens=a.prefill_tokens, merge_decode_gib=a.merge_decode_gib or None)
     engine.sampling_model(model)  # the dense copy, built before timing

@@ -132,7 +132,8 @@ def _same_call(text: str, bad: dict) -> bool:
 
 
 # -------------------------------------------------------------------------------------------------------- run
-def run_sft(variants: list[str], p: Protocol, checkpoint: str, out: Path, sweep_only: bool = False) -> None:
+def run_sft(variants: list[str], p: Protocol, checkpoint: str, out: Path, sweep_only: bool = False,
+            seeds: list[int] | None = None) -> None:
     tok = load_tokenizer(checkpoint)
     val, tests, situations = val_set(tok, p), test_sets(tok, p), error_situations(p)
     for variant in variants:
@@ -147,7 +148,7 @@ def run_sft(variants: list[str], p: Protocol, checkpoint: str, out: Path, sweep_
         log(f"{variant}: learning rate {chosen:g} (best validation CF)")
         if sweep_only:
             continue
-        for seed in p.seeds:
+        for seed in seeds if seeds is not None else p.seeds:
             run = sweep[chosen] if seed == 0 else stage(out, f"sft_{variant}_s{seed}",
                                                         lambda seed=seed: train(variant, chosen, seed, p, checkpoint,
                                                                                 out))
@@ -186,6 +187,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     ap.add_argument("--part", choices=["sweep", "sft", "rl", "report", "all"], default="all",
                     help="sweep: only the learning-rate sweeps; sft: sweeps, seeds and their tests")
+    ap.add_argument("--seeds", nargs="+", type=int, default=None,
+                    help="train and test only these of the protocol's seeds (default all): e.g. seed 0 of every "
+                         "variant first")
     ap.add_argument("--quick", action="store_true", help="toy sizes: the whole pipeline in minutes")
     ap.add_argument("--checkpoint", default=CHECKPOINT)
     a = ap.parse_args(argv)
@@ -195,7 +199,10 @@ def main(argv: list[str] | None = None) -> None:
     (out / "protocol.json").write_text(json.dumps(asdict(p), indent=1))
     checkpoint = ensure_checkpoint(a.checkpoint, SmolLM2())
     if a.part in ("sweep", "sft", "all"):
-        run_sft(a.variants, p, checkpoint, out, sweep_only=a.part == "sweep")
+        unknown = set(a.seeds or ()) - set(p.seeds)
+        if unknown:
+            ap.error(f"--seeds {sorted(unknown)} are not among the protocol's seeds {list(p.seeds)}")
+        run_sft(a.variants, p, checkpoint, out, sweep_only=a.part == "sweep", seeds=a.seeds)
     if a.part in ("rl", "all"):
         run_rl(p, checkpoint, out)
     write_report(out, p)

@@ -5,10 +5,11 @@ import torch
 from transformers import LlamaConfig
 
 from tl_lightning.core.checkpoints import load_tokenizer
+from tl_lightning.models.decode_batch import DecodeBatch, Part, forward
 from tl_lightning.models.dense_copy import DenseCopy, dense_bytes
 from tl_lightning.models.engine import DecodeLoop, HFGenerate, _top_p
-from tl_lightning.models.generation import GenerationSettings
-from tl_lightning.models.kv_cache import bytes_per_row_token, join, mergeable, roomy_cache
+from tl_lightning.models.generation import GenerationSettings, left_pad
+from tl_lightning.models.kv_cache import bytes_per_row_token, roomy_cache
 from tl_lightning.models.loading import ModelSettings, load_policy
 from tl_lightning.models.prefill_plan import PrefixGroup, buckets, distinct, prefill_cost, prefix_groups
 
@@ -64,24 +65,6 @@ def test_buckets_by_hand():
     # (prefix 3, tail 1): 2 x 6 + 3 x 3 = 21
     shared = [PrefixGroup(6, (0, 1)), PrefixGroup(3, (2,))]
     assert prefill_cost(shared[:1], [8, 9, 4]) == 12 and prefill_cost(shared, [8, 9, 4]) == 21
-
-
-def test_join_left_pads_each_part_to_the_longest():
-    config = LlamaConfig(num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1, hidden_size=8)
-    parts = []
-    for rows, length, fill in ((2, 3, 1.0), (1, 5, 2.0)):
-        cache = roomy_cache(config, room=4)
-        for layer in cache.layers:
-            layer.update(torch.full((rows, 1, length, 4), fill), torch.full((rows, 1, length, 4), -fill))
-        parts.append((cache, torch.ones(rows, length, dtype=torch.long)))
-    assert mergeable(parts[0][0]) and bytes_per_row_token(parts[0][0]) == 2 * 2 * 4 * 4  # 2 layers, K and V, fp32
-    cache, mask = join(parts, config, room=4)
-    assert mask.tolist() == [[0, 0, 1, 1, 1], [0, 0, 1, 1, 1], [1, 1, 1, 1, 1]]
-    keys = cache.layers[1].keys[:, 0, :, 0]
-    assert keys.tolist() == [[0, 0, 1, 1, 1], [0, 0, 1, 1, 1], [2, 2, 2, 2, 2]]
-    assert cache.layers[0].values[2, 0, 0, 0] == -2.0 and cache.get_seq_length() == 5
-    cache.layers[0].update(torch.zeros(3, 1, 1, 4), torch.zeros(3, 1, 1, 4))  # a decode step appends in place
-    assert cache.layers[0].keys.shape[-2] == 6
 
 
 def test_top_p_keeps_the_smallest_set_reaching_the_mass():
@@ -184,13 +167,62 @@ def test_buckets_within_the_budget_decode_as_one_batch(policy, monkeypatch):
     import tl_lightning.models.engine as engine_module
 
     model, tok = policy
-    joined = []
-    monkeypatch.setattr(engine_module, "join", lambda parts, *a: joined.append(len(parts)) or join(parts, *a))
+    batches = []
+
+    class Spy(DecodeBatch):
+        def __init__(self, parts):
+            batches.append(len(parts))
+            super().__init__(parts)
+
+    monkeypatch.setattr(engine_module, "DecodeBatch", Spy)
     settings = GenerationSettings(max_new_tokens=4)
     DecodeLoop(prefill_tokens=20, dense_copy="none").generate(model, _prompts(), tok.pad_token_id, [-1], settings)
-    assert joined == [len(buckets(prefix_groups(distinct(_prompts())[0], 32),
-                                  [len(p) for p in distinct(_prompts())[0]], 20))]
-    joined.clear()
+    assert batches == [len(buckets(prefix_groups(distinct(_prompts())[0], 32),
+                                   [len(p) for p in distinct(_prompts())[0]], 20))]
+    assert batches[0] > 1
+    batches.clear()
     DecodeLoop(prefill_tokens=20, dense_copy="none", merge_decode_gib=None).generate(
         model, _prompts(), tok.pad_token_id, [-1], settings)
-    assert joined == []
+    assert set(batches) == {1}
+
+
+def _prefilled(model, prompts: list[list[int]], pad_id: int):
+    ids, mask = left_pad(prompts, pad_id)
+    cache = roomy_cache(model.config, room=4)
+    return Part(cache, mask), forward(model, ids, mask, cache)
+
+
+@torch.no_grad()
+def test_parts_decode_as_each_part_alone(policy):
+    """Two parts of different lengths stepped as one batch give each row the logits it gets alone; a row that
+    leaves takes its cache rows with it, and an emptied part is dropped."""
+    model, tok = policy
+    short, long = _prompts()[:3], _prompts()[3:5]
+    alone = []
+    for prompts in (short, long):
+        part, logits = _prefilled(model, prompts, tok.pad_token_id)
+        alone.append(DecodeBatch([part]).forward(model, logits.argmax(-1)[:, None]))
+    parts = [_prefilled(model, p, tok.pad_token_id) for p in (short, long)]
+    together = DecodeBatch([part for part, _ in parts])
+    first = torch.cat([logits for _, logits in parts]).argmax(-1)
+    logits = together.forward(model, first[:, None])
+    assert together.parts[0].mask.size(1) != together.parts[1].mask.size(1)  # never padded to one length
+    assert torch.allclose(logits, torch.cat(alone), atol=1e-5)
+    assert model.config._attn_implementation == "sdpa"  # switched for the step only
+    together.keep(torch.tensor([1, 3]))  # row 1 of the short part, row 0 of the long part
+    assert len(together) == 2 and [len(p) for p in together.parts] == [1, 1]
+    assert together.parts[0].cache.layers[0].keys.size(0) == 1
+    together.keep(torch.tensor([1]))
+    assert len(together.parts) == 1 and len(together) == 1
+    assert together.forward(model, torch.tensor([[5]])).shape == (1, logits.size(-1))
+
+
+def test_bytes_per_row_token_by_hand():
+    config = LlamaConfig(num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1, hidden_size=8)
+    cache = roomy_cache(config, room=4)
+    for layer in cache.layers:
+        layer.update(torch.zeros(3, 1, 5, 4), torch.zeros(3, 1, 5, 4))
+    assert bytes_per_row_token(cache) == 2 * 2 * 4 * 4  # 2 layers, K and V, 1 head of 4, fp32
+    cache.layers[0].update(torch.ones(3, 1, 1, 4), torch.ones(3, 1, 1, 4))  # a decode step appends in place
+    assert cache.layers[0].keys.shape[-2] == 6 and cache.layers[0].keys[0, 0, -1, 0] == 1.0
+

@@ -10,9 +10,10 @@ rollouts (`PolicyRunner.sample`) and by evaluation (`evaluation.predict`).
     one tool list) prefill it once, then their own tails; prefill is most of a CPU rollout's time;
   - **length buckets**: prompts are prefilled shortest first, at most `prefill_tokens` (padded) tokens at a time,
     so a short prompt never waits in a batch padded to the longest one;
-  - **merged decode**: buckets prefilled apart decode as one batch (their caches left-padded to one length)
-    within a memory budget, so one engine call over a whole benchmark set prefills in small buckets and still
-    decodes many rows at a time;
+  - **decode in parts**: buckets prefilled apart decode as one batch within a memory budget
+    (`models/decode_batch.py`): the weights are read once per step for all their rows, and each bucket attends
+    over its own cache, never padded to another's length; so one engine call over a whole benchmark set
+    prefills in small buckets and still decodes every row at a time;
   - **finished rows leave**: a row that emitted a stop token is dropped from the decode batch and its cache;
   - **in-place KV cache**: appending a token writes into spare room instead of concatenating the whole cache;
   - **a dense sampling copy** (on CPU by default): the policy with its base dequantized and LoRA merged, as a
@@ -33,11 +34,11 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from transformers import DynamicCache
 
+from tl_lightning.models.decode_batch import DecodeBatch, Part, can_decode_in_parts, forward
 from tl_lightning.models.dense_copy import DenseCopy, dense_bytes
 from tl_lightning.models.generation import Generated, GenerationSettings, _as_ids, generate_responses, left_pad
-from tl_lightning.models.kv_cache import bytes_per_row_token, join, mergeable, roomy_cache
+from tl_lightning.models.kv_cache import roomy_cache
 from tl_lightning.models.prefill_plan import PrefixGroup, buckets, distinct, prefix_groups
 from tl_lightning.objectives.chunked import sampling_logits
 
@@ -76,9 +77,10 @@ class DecodeLoop(RolloutEngine):
             copy on CPU when it fits `dense_max_gib` (measured fastest there: benchmarks/rollout.py), none on GPU
             (not measured yet; a 7B copy would not fit a 24 GB card beside training).
         dense_max_gib: the copy's memory budget: an explicit dtype over it is refused (one line), "auto" skips it.
-        merge_decode_gib: buckets prefilled one after the other decode as one batch while their merged KV cache
-            (rows x (longest prompt + max_new_tokens)) stays within this many GiB: on CPU 32 rows at once decoded
-            about twice the tokens per second of 8. A bucket over it decodes alone; None: every bucket alone.
+        merge_decode_gib: buckets prefilled one after the other decode as one batch while their KV caches
+            (each bucket's rows x (its longest prompt + max_new_tokens)) sum to at most this many GiB: the
+            caches are held until their batch decodes, nothing is copied. A bucket over it decodes alone; None:
+            every bucket alone.
     """
 
     def __init__(self, share_prefixes: bool = True, min_shared_prefix: int = 32, prefill_tokens: int | None = 8192,
@@ -136,8 +138,9 @@ class DecodeLoop(RolloutEngine):
         pending: list[_Prefilled] = []
 
         def decode(parts: list[_Prefilled]) -> None:
-            rows, cache, logits, mask = _joined(model, parts, settings.max_new_tokens)
-            out = _decode(model, cache, logits, mask, _as_ids(stop_ids), settings)
+            rows = [i for p in parts for i in p.rows]
+            batch = DecodeBatch([p.part for p in parts])
+            out = _decode(model, batch, torch.cat([p.logits for p in parts]), _as_ids(stop_ids), settings)
             for i, r, q in zip(rows, out.responses, out.logprobs or [None] * len(rows)):
                 responses[i], logq[i] = r, q
 
@@ -145,7 +148,7 @@ class DecodeLoop(RolloutEngine):
             order = [d for g in bucket for d in g.members]
             part = _expanded(*_prefill(model, bucket, unique, pad_id, settings.max_new_tokens),
                              [copies[d] for d in order])
-            if pending and not self._joins(pending + [part], settings.max_new_tokens):
+            if pending and not self._joins(model, pending + [part], settings.max_new_tokens):
                 decode(pending)
                 pending = []
             pending.append(part)
@@ -153,80 +156,63 @@ class DecodeLoop(RolloutEngine):
             decode(pending)
         return Generated(responses, logq if settings.do_sample else None)
 
-    def _joins(self, parts: list[_Prefilled], new_tokens: int) -> bool:
-        """Whether these prefilled buckets decode as one batch: every cache can merge, and the merged cache (all
-        rows padded to the longest, plus the new tokens) stays within `merge_decode_gib`."""
-        if self.merge_decode_gib is None or not all(mergeable(p.cache) for p in parts):
+    def _joins(self, model, parts: list[_Prefilled], new_tokens: int) -> bool:
+        """Whether these prefilled buckets decode as one batch: the model can decode in parts, and their caches
+        (with room for the new tokens) sum to at most `merge_decode_gib`."""
+        if self.merge_decode_gib is None or not can_decode_in_parts(model):
             return False
-        rows = sum(len(p.rows) for p in parts)
-        tokens = max(p.mask.size(1) for p in parts) + new_tokens
-        return rows * tokens * bytes_per_row_token(parts[0].cache) <= self.merge_decode_gib * 2**30
+        return sum(p.part.nbytes(new_tokens) for p in parts) <= self.merge_decode_gib * 2**30
 
 
 @dataclass
 class _Prefilled:
-    """A prefilled bucket, one row per response: its cache, next-token logits, attention mask, and the index of
-    the prompt (in the engine's input) each row answers."""
+    """A prefilled bucket, one row per response: its cache (`Part`), next-token logits, and the index of the
+    prompt (in the engine's input) each row answers."""
 
-    cache: DynamicCache | None
+    part: Part
     logits: torch.Tensor
-    mask: torch.Tensor
     rows: list[int]
 
 
-def _expanded(cache, logits: torch.Tensor, mask: torch.Tensor, copies: list[list[int]]) -> _Prefilled:
+def _expanded(part: Part, logits: torch.Tensor, copies: list[list[int]]) -> _Prefilled:
     """A prefilled bucket (one row per distinct prompt) expanded to one row per copy of each prompt: a GRPO
     group's G samples share one prefill."""
     repeats = [len(c) for c in copies]
     if any(r != 1 for r in repeats):
         expand = torch.repeat_interleave(torch.arange(len(repeats), device=logits.device),
                                          torch.tensor(repeats, device=logits.device))
-        cache.batch_select_indices(expand)
-        logits, mask = logits[expand], mask[expand]
-    return _Prefilled(cache, logits, mask, [i for c in copies for i in c])
+        part.select(expand)
+        logits = logits[expand]
+    return _Prefilled(part, logits, [i for c in copies for i in c])
 
 
-def _joined(model, parts: list[_Prefilled], room: int):
-    """(rows, cache, logits, mask) of the parts decoded as one batch."""
-    rows = [i for p in parts for i in p.rows]
-    if len(parts) == 1:
-        return rows, parts[0].cache, parts[0].logits, parts[0].mask
-    cache, mask = join([(p.cache, p.mask) for p in parts], model.config, room)
-    for p in parts:
-        p.cache = None  # the parts' caches are copied: free them before decoding
-    return rows, cache, torch.cat([p.logits for p in parts]), mask
-
-
-def _prefill(model, bucket: list[PrefixGroup], prompts: list[list[int]], pad_id: int, room: int):
-    """(KV cache, next-token logits, attention mask) of the bucket's prompts, one row per member in group order.
-    Shared prefixes are prefilled once, the cache expanded to the members, then each member's tail: padding sits
-    between prefix and tail, masked, with positions that skip it. Nothing shared: one stage of whole prompts."""
+def _prefill(model, bucket: list[PrefixGroup], prompts: list[list[int]], pad_id: int,
+             room: int) -> tuple[Part, torch.Tensor]:
+    """(the bucket's `Part`, next-token logits), one row per member in group order. Shared prefixes are
+    prefilled once, the cache expanded to the members, then each member's tail: padding sits between prefix and
+    tail, masked, with positions that skip it. Nothing shared: one stage of whole prompts. (Keeping a shared
+    prefix once for the decode as well, read once per step for all its rows, measured no faster on CPU:
+    decode is bound by the matrix products over the weights there, not by reading the cache.)"""
     device = next(model.parameters()).device
     if all(len(g.members) == 1 for g in bucket):
         ids, mask = (t.to(device) for t in left_pad([prompts[g.members[0]] for g in bucket], pad_id))
         cache = roomy_cache(model.config, room)
-        return cache, _forward(model, ids, mask, cache), mask
+        return Part(cache, mask), forward(model, ids, mask, cache)
     heads, mask = (t.to(device) for t in left_pad([prompts[g.members[0]][:g.shared] for g in bucket], pad_id))
     tails, tail_mask = (t.to(device) for t in left_pad([prompts[m][g.shared:] for g in bucket for m in g.members],
                                                         pad_id))
     cache = roomy_cache(model.config, tails.size(1) + room)
-    _forward(model, heads, mask, cache)
+    forward(model, heads, mask, cache)
     owner = torch.repeat_interleave(torch.arange(len(bucket), device=device),
                                     torch.tensor([len(g.members) for g in bucket], device=device))
     cache.batch_select_indices(owner)
     mask = torch.cat([mask[owner], tail_mask], dim=1)
-    return cache, _forward(model, tails, mask, cache), mask
+    return Part(cache, mask), forward(model, tails, mask, cache)
 
 
-def _forward(model, ids: torch.Tensor, mask: torch.Tensor, cache) -> torch.Tensor:
-    """Next-token logits after `ids`, whose keys and values join `cache`; `mask` covers the cache and `ids`."""
-    return model(input_ids=ids, attention_mask=mask, position_ids=_positions(mask)[:, -ids.size(1):],
-                 past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
-
-
-def _decode(model, cache, logits: torch.Tensor, mask: torch.Tensor, stops: tuple[int, ...],
+def _decode(model, batch: DecodeBatch, logits: torch.Tensor, stops: tuple[int, ...],
             settings: GenerationSettings) -> Generated:
-    """From prefilled rows (`cache`, their next-token `logits` and `mask`), decode until every row stopped."""
+    """From prefilled rows (`batch`, and their next-token `logits`), decode until every row stopped."""
     device = logits.device
     n = logits.size(0)
     alive = torch.arange(n, device=device)  # original row of each row still decoding
@@ -245,16 +231,10 @@ def _decode(model, cache, logits: torch.Tensor, mask: torch.Tensor, stops: tuple
             break
         if not bool(going.all()):  # finished rows leave the batch and the cache
             keep = going.nonzero().squeeze(1)
-            cache.batch_select_indices(keep)
-            alive, chosen, mask = alive[keep], chosen[keep], mask[keep]
-        mask = torch.cat([mask, mask.new_ones(mask.size(0), 1)], dim=1)
-        logits = _forward(model, chosen[:, None], mask, cache)
+            batch.keep(keep)
+            alive, chosen = alive[keep], chosen[keep]
+        logits = batch.forward(model, chosen[:, None])
     return Generated(tokens, logq if settings.do_sample else None)
-
-
-def _positions(mask: torch.Tensor) -> torch.Tensor:
-    """Position ids of left-padded rows, as transformers' generate computes them (padding gets 1, masked anyway)."""
-    return (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 1)
 
 
 def _choose(logits: torch.Tensor, settings: GenerationSettings) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -53,30 +53,6 @@ def roomy_cache(config, room: int) -> DynamicCache:
     return cache
 
 
-def mergeable(cache: DynamicCache) -> bool:
-    """Whether `join` can merge this cache with others (every layer appends in place)."""
-    return all(type(layer) is RoomyLayer for layer in cache.layers)
-
-
 def bytes_per_row_token(cache: DynamicCache) -> int:
     """Bytes that one row's keys and values take per cached token, over all layers."""
     return sum(2 * layer.keys.element_size() * layer.keys.shape[1] * layer.keys.shape[3] for layer in cache.layers)
-
-
-def join(parts: list[tuple[DynamicCache, torch.Tensor]], config, room: int) -> tuple[DynamicCache, torch.Tensor]:
-    """Stack the rows of several `(cache, attention mask)` parts into one cache, each part left-padded (zero keys
-    and values, mask 0) to the longest; `room` spare positions for the tokens to come. Every part must be
-    `mergeable`. The padding is masked and position ids come from the mask, so each row attends to what it
-    attended to before: this lets rows prefilled in different buckets decode in one batch."""
-    length = max(mask.size(1) for _, mask in parts)
-    merged = roomy_cache(config, room)
-    for i, layer in enumerate(merged.layers):
-        keys = torch.cat([_left_pad(c.layers[i].keys, length) for c, _ in parts])
-        values = torch.cat([_left_pad(c.layers[i].values, length) for c, _ in parts])
-        layer.update(keys, values)
-    mask = torch.cat([torch.nn.functional.pad(m, (length - m.size(1), 0)) for _, m in parts])
-    return merged, mask
-
-
-def _left_pad(x: torch.Tensor, length: int) -> torch.Tensor:
-    return torch.nn.functional.pad(x, (0, 0, length - x.size(-2), 0))
