@@ -75,6 +75,23 @@ def differences(arms: dict[str, list[dict]], baseline: str = "plain") -> dict:
     return out
 
 
+def rl_differences(out: Path, arms: dict[str, list[dict]]) -> dict:
+    """RL's effect: each RL arm against the SFT run it started from (its variant's seed 0, the same adapter), and
+    each reward against the paper's (`grpo_irm`), paired per item. Keys: "<arm> − <baseline>"."""
+    out_diffs = {}
+    for arm in RL_ARMS:
+        run = _read(out, f"rl_{arm}") if arm in arms else None
+        start = _read(out, f"test_{run['start']}_s0") if run else None
+        if start is None:
+            continue
+        name = f"{run['start']} seed 0"
+        out_diffs[f"{arm} − {name}"] = differences({name: [start["scores"]], arm: arms[arm]}, name)[arm]
+        if arm != "grpo_irm" and arm.startswith("grpo") and "grpo_irm" in arms:
+            out_diffs[f"{arm} − grpo_irm"] = differences({"grpo_irm": arms["grpo_irm"], arm: arms[arm]},
+                                                         "grpo_irm")[arm]
+    return out_diffs
+
+
 def wall_hours(out: Path) -> float:
     return sum(json.loads(f.read_text()).get("stage_wall_s", 0) for f in out.glob("*.json")) / 3600
 
@@ -101,8 +118,10 @@ def markdown(report: dict) -> str:
         if "mae_repeats" in table:
             lines.append(f"\nRepeats of its training data's erroneous calls: {_cell(table['mae_repeats'])}")
         lines.append("")
-    for arm, sets in report["paired_vs_plain"].items():
-        lines += [f"### {arm} − plain (paired per item)", ""]
+    pairs = {**{f"{arm} − plain": sets for arm, sets in report["paired_vs_plain"].items() if arm not in RL_ARMS},
+             **report["rl_paired"]}
+    for title, sets in pairs.items():
+        lines += [f"### {title} (paired per item)", ""]
         for name, metrics in sets.items():
             lines.append(f"* {name}: " + "; ".join(
                 f"{m} {d['mean']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]"
@@ -118,7 +137,8 @@ def _cell(e: dict) -> str:
 def write_report(out: Path, p: Protocol) -> dict:
     arms = collect(out, p)
     report = {"sweeps": sweeps(out, p), "arms": {a: arm_table(r) for a, r in arms.items()},
-              "paired_vs_plain": differences(arms), "wall_hours": wall_hours(out)}
+              "paired_vs_plain": differences(arms), "rl_paired": rl_differences(out, arms),
+              "wall_hours": wall_hours(out)}
     (out / "report.json").write_text(json.dumps(report, indent=1))
     (out / "report.md").write_text(markdown(report))
     return report

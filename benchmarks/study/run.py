@@ -169,12 +169,13 @@ def best_variant(out: Path, p: Protocol) -> tuple[str, str]:
     return best[1], best[2]
 
 
-def run_rl(p: Protocol, checkpoint: str, out: Path) -> None:
+def run_rl(p: Protocol, checkpoint: str, out: Path, arms: list[str] | None = None) -> None:
     variant, adapter = best_variant(out, p)
     log(f"RL starts from {variant} ({adapter})")
     tests = test_sets(load_tokenizer(checkpoint), p)
     scale = Scale(train_size=p.train_size, rl_iterations=p.rl_iterations, rl_prompts=p.rl_prompts)
-    for arm, (method, overrides) in RL_ARMS.items():
+    for arm in arms or list(RL_ARMS):
+        method, overrides = RL_ARMS[arm]
         result = stage(out, f"rl_{arm}", lambda method=method, overrides=overrides, arm=arm: {
             **rl(adapter, "paper", checkpoint, scale, out, method, overrides, f"rl_{arm}"), "start": variant})
         stage(out, f"test_rl_{arm}", lambda result=result: {"adapter": result["adapter"],
@@ -190,6 +191,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seeds", nargs="+", type=int, default=None,
                     help="train and test only these of the protocol's seeds (default all): e.g. seed 0 of every "
                          "variant first")
+    ap.add_argument("--arms", nargs="+", choices=list(RL_ARMS), default=None,
+                    help="run only these RL arms, in this order (default all): two halves side by side")
     ap.add_argument("--quick", action="store_true", help="toy sizes: the whole pipeline in minutes")
     ap.add_argument("--checkpoint", default=CHECKPOINT)
     a = ap.parse_args(argv)
@@ -204,7 +207,7 @@ def main(argv: list[str] | None = None) -> None:
             ap.error(f"--seeds {sorted(unknown)} are not among the protocol's seeds {list(p.seeds)}")
         run_sft(a.variants, p, checkpoint, out, sweep_only=a.part == "sweep", seeds=a.seeds)
     if a.part in ("rl", "all"):
-        run_rl(p, checkpoint, out)
+        run_rl(p, checkpoint, out, a.arms)
     write_report(out, p)
 
 

@@ -62,6 +62,20 @@ def test_the_report_reads_finished_stages_and_pairs_variants_with_plain(tmp_path
     assert "| toolworld_heldout | 4 × 2 |" in (tmp_path / "report.md").read_text()
 
 
+def test_rl_arms_pair_with_the_sft_run_they_started_from_and_rewards_with_irm(tmp_path):
+    stages = {"test_mae_s0": [0, 0, 1, 0], "test_rl_grpo_irm": [1, 0, 1, 0], "test_rl_grpo_binary": [1, 1, 1, 1]}
+    for stage, cfs in stages.items():
+        (tmp_path / f"{stage}.json").write_text(json.dumps({"scores": {"toolworld_heldout": _items(cfs)}}))
+    for arm in ("grpo_irm", "grpo_binary"):
+        (tmp_path / f"rl_{arm}.json").write_text(json.dumps({"start": "mae", "adapter": "a"}))
+    report = write_report(tmp_path, Protocol(seeds=(0,)))
+    pairs = report["rl_paired"]
+    assert pairs["grpo_irm − mae seed 0"]["toolworld_heldout"]["cf"]["mean"] == 0.25
+    assert pairs["grpo_binary − mae seed 0"]["toolworld_heldout"]["cf"]["mean"] == 0.75
+    assert pairs["grpo_binary − grpo_irm"]["toolworld_heldout"]["cf"]["mean"] == 0.5
+    assert "### grpo_binary − grpo_irm (paired per item)" in (tmp_path / "report.md").read_text()
+
+
 def test_mae_situations_are_the_training_datas_erroneous_calls_in_their_context():
     from benchmarks.study.run import _same_call, error_situations
     from tl_lightning.data.toolworld import ToolWorld
