@@ -48,6 +48,8 @@ class Protocol:
     prefill_tokens: int = 2048
     """Each set goes to the rollout engine whole: prefilled in buckets of at most this many tokens, every shared
     prefix once, decoded together (as `configs/smollm2/eval.yaml`; greedy outputs equal batches of 8)."""
+    merge_decode_gib: float = 4.0
+    """The engine's budget for the caches of buckets decoded together (`DecodeLoop.merge_decode_gib`)."""
     rl_iterations: int = 12
     rl_prompts: int = 2
 

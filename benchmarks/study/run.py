@@ -106,7 +106,7 @@ def score(checkpoint: str, adapter: str | None, sets: dict, p: Protocol, situati
                                              lora=None, adapter=adapter))
     settings = GenerationSettings(max_new_tokens=p.max_new_tokens, max_prompt_length=p.max_prompt_tokens)
     renderer, out = PaperFormat(tok.eos_token), {}
-    engine = DecodeLoop(prefill_tokens=p.prefill_tokens)  # one engine: its dense copy is built once
+    engine = DecodeLoop(prefill_tokens=p.prefill_tokens, merge_decode_gib=p.merge_decode_gib)  # one dense copy
     for name, (items, mode) in sets.items():
         t0 = time.time()
         batch = PromptBatch(prompt_token_ids(items, renderer, tok), items, [name] * len(items), [mode] * len(items))

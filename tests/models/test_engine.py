@@ -184,6 +184,15 @@ def test_buckets_within_the_budget_decode_as_one_batch(policy, monkeypatch):
     DecodeLoop(prefill_tokens=20, dense_copy="none", merge_decode_gib=None).generate(
         model, _prompts(), tok.pad_token_id, [-1], settings)
     assert set(batches) == {1}
+    batches.clear()
+    model.config._attn_implementation = "eager"  # not tested in parts: every bucket decodes alone, as before
+    try:
+        eager = DecodeLoop(prefill_tokens=20, dense_copy="none").generate(model, _prompts(), tok.pad_token_id, [-1],
+                                                                          settings)
+    finally:
+        model.config._attn_implementation = "sdpa"
+    assert set(batches) == {1}
+    assert eager.responses == HFGenerate().generate(model, _prompts(), tok.pad_token_id, [-1], settings).responses
 
 
 def _prefilled(model, prompts: list[list[int]], pad_id: int):

@@ -120,11 +120,11 @@ AttentionInterface.register(PARTS_ATTENTION, _parts_attention)
 
 def can_decode_in_parts(model) -> bool:
     """Whether `DecodeBatch` can decode this model in parts: every layer attends to the whole past (one causal
-    mask serves them all) and its attention runs through a registered function (sdpa, flash)."""
+    mask serves them all) and its attention is sdpa, the one tested (flash-attention reads the whole batch's
+    position ids from its arguments to find packed sequences)."""
     config = model.config
-    implementation = config._attn_implementation
     full = all(t == "full_attention" for t in getattr(config, "layer_types", None) or ["full_attention"])
-    return implementation in ALL_ATTENTION_FUNCTIONS and implementation != PARTS_ATTENTION and full
+    return config._attn_implementation == "sdpa" and full
 
 
 def forward(model, ids: torch.Tensor, mask: torch.Tensor, cache) -> torch.Tensor:
