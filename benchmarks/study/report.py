@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from benchmarks.study.protocol import RL_ARMS, VARIANTS, Protocol
-from benchmarks.study.stats import METRICS, choose_lr, estimate, paired, per_item_mean, rate, summary
+from benchmarks.study.stats import METRICS, category_share, choose_lr, estimate, paired, per_item_mean, rate, summary
 
 MECHANISMS = {"tool_hallucination": {"tool_hallucination"}, "wrong_tool": {"wrong_tool"},
               "format_error": {"format_error", "no_call"}}
@@ -56,7 +56,8 @@ def arm_table(runs: list[dict]) -> dict:
 
 
 def differences(arms: dict[str, list[dict]], baseline: str = "plain") -> dict:
-    """Per arm and set: the paired per-item difference against `baseline` of each metric (seed means)."""
+    """Per arm and set: the paired per-item difference against `baseline` of each metric and mechanism rate
+    (seed means)."""
     if baseline not in arms:
         return {}
     base = arms[baseline]
@@ -69,9 +70,14 @@ def differences(arms: dict[str, list[dict]], baseline: str = "plain") -> dict:
             key = "repeated" if name == "mae_repeats" else None
             if name not in base[0]:
                 continue
-            metrics = [key] if key else list(METRICS)
-            out[arm][name] = {m: paired(per_item_mean([r[name] for r in base], m),
-                                        per_item_mean([r[name] for r in runs], m)) for m in metrics}
+            if key:
+                out[arm][name] = {key: paired(per_item_mean([r[name] for r in base], key),
+                                              per_item_mean([r[name] for r in runs], key))}
+                continue
+            a, b = [r[name] for r in base], [r[name] for r in runs]
+            out[arm][name] = {**{m: paired(per_item_mean(a, m), per_item_mean(b, m)) for m in METRICS},
+                              **{k: paired(category_share(a, cats), category_share(b, cats))
+                                 for k, cats in MECHANISMS.items()}}
     return out
 
 

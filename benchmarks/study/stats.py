@@ -18,11 +18,14 @@ def summary(items: Sequence[dict]) -> dict:
 
 def per_item_mean(runs: Sequence[Sequence[dict]], metric: str) -> list[float]:
     """Per item, the mean of `metric` over runs (seeds) of the same items in the same order."""
+    _same_items(runs)
+    return [sum(run[i][metric] for run in runs) / len(runs) for i in range(len(runs[0]))]
+
+
+def _same_items(runs: Sequence[Sequence[dict]]) -> None:
     ids = [r["id"] for r in runs[0]]
-    for run in runs[1:]:
-        if [r["id"] for r in run] != ids:
-            raise ValueError("runs were scored on different items")
-    return [sum(run[i][metric] for run in runs) / len(runs) for i in range(len(ids))]
+    if any([r["id"] for r in run] != ids for run in runs[1:]):
+        raise ValueError("runs were scored on different items")
 
 
 def estimate(values: Sequence[float]) -> dict:
@@ -38,10 +41,15 @@ def paired(baseline: Sequence[float], other: Sequence[float]) -> dict:
     return {**out, "separates": out["ci95"][0] > 0 or out["ci95"][1] < 0}
 
 
+def category_share(runs: Sequence[Sequence[dict]], categories: set[str]) -> list[float]:
+    """Per item, the share of runs (seeds) whose category for it is one of `categories`."""
+    _same_items(runs)
+    return [sum(run[i]["category"] in categories for run in runs) / len(runs) for i in range(len(runs[0]))]
+
+
 def rate(runs: Sequence[Sequence[dict]], categories: set[str]) -> dict:
     """The share of items (averaged over runs) whose category is one of `categories`, with its interval."""
-    values = [sum(run[i]["category"] in categories for run in runs) / len(runs) for i in range(len(runs[0]))]
-    return estimate(values)
+    return estimate(category_share(runs, categories))
 
 
 def choose_lr(sweep: dict[float, dict]) -> float:

@@ -6,7 +6,7 @@ import pytest
 
 from benchmarks.study.protocol import Protocol
 from benchmarks.study.report import write_report
-from benchmarks.study.stats import choose_lr, paired, per_item_mean, rate
+from benchmarks.study.stats import category_share, choose_lr, paired, per_item_mean, rate
 
 
 def _items(cfs, categories=None):
@@ -34,6 +34,7 @@ def test_paired_difference_separates_only_when_its_interval_excludes_zero():
 def test_rate_counts_categories_per_item_over_runs():
     runs = [_items([0, 0], ["tool_hallucination", "wrong_tool"]), _items([0, 0], ["tool_hallucination", "correct"])]
     assert rate(runs, {"tool_hallucination"})["mean"] == 0.5  # item 0: 2/2, item 1: 0/2
+    assert category_share(runs, {"wrong_tool"}) == [0.0, 0.5]
 
 
 def test_the_learning_rate_with_the_best_validation_cf_wins_ties_go_to_the_smaller():
@@ -60,6 +61,16 @@ def test_the_report_reads_finished_stages_and_pairs_variants_with_plain(tmp_path
     assert report["arms"]["plain"]["mae_repeats"]["mean"] == 0.5
     assert report["wall_hours"] == 2.0
     assert "| toolworld_heldout | 4 × 2 |" in (tmp_path / "report.md").read_text()
+
+
+def test_mechanism_rates_are_paired_per_item_too():
+    from benchmarks.study.report import differences
+
+    arms = {"plain": [_items([0, 0], ["wrong_tool", "wrong_tool"])],
+            "pkt": [_items([0, 1], ["tool_hallucination", "correct"])]}
+    diff = differences({name: [{"set": run} for run in runs] for name, runs in arms.items()})["pkt"]["set"]
+    assert diff["wrong_tool"]["mean"] == -1.0 and diff["tool_hallucination"]["mean"] == 0.5
+    assert diff["cf"]["mean"] == 0.5
 
 
 def test_rl_arms_pair_with_the_sft_run_they_started_from_and_rewards_with_irm(tmp_path):
