@@ -97,6 +97,11 @@ def bars(ax, xs: list[float], width: float, sets: dict, color: str, label: str) 
     ax.bar(xs, [100 * sets[n]["cf"] for n in SET_NAMES], width, color=color, hatch="//", edgecolor="black")
 
 
+SUPERSEDED = ("This page is the first, small real-model run (16 items a set, one seed). The study with error bars "
+              "that supersedes it (issue #29) is in\n[results.md](results.md#on-a-pretrained-model-with-error-bars-"
+              "in-progress-issue-29).")
+
+
 def plot(r: dict, path: Path) -> None:
     import matplotlib
 
@@ -145,6 +150,7 @@ def write_report(out: Path, docs: Path, threads: int, quick: bool) -> str:
     sizes = ", ".join(f"{SET_LABELS[n]} {len(ids)}" for n, ids in r["items"].items())
     md = "\n".join([
         "# SmolLM2-135M-Instruct on CPU" + (" (--quick smoke run: sizes too small to mean anything)" if quick else ""),
+        "", SUPERSEDED,
         "", f"Reproduce: `OMP_NUM_THREADS={threads} python -m benchmarks.real_model{' --quick' if quick else ''}` "
         f"({threads} torch thread(s) on a shared 2-core machine). Settings: "
         + ", ".join(f"{k}={v}" for k, v in scale.items()) + ".", "",

@@ -140,6 +140,44 @@ def _cell(e: dict) -> str:
     return f"{100 * e['mean']:.1f} [{100 * e['ci95'][0]:.1f}, {100 * e['ci95'][1]:.1f}]"
 
 
+def plot(report: dict, path: Path, metrics: tuple[str, ...] = ("cf", "ts")) -> None:
+    """A forest plot: per comparison (rows) and set, each metric's paired difference (points) with its 95%
+    interval; filled where the interval excludes zero."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pairs = {**{f"{arm} − plain": sets for arm, sets in report["paired_vs_plain"].items() if arm not in RL_ARMS},
+             **report["rl_paired"]}
+    if not pairs:
+        return
+    names = list(next(iter(pairs.values())))
+    names = [n for n in names if n != "mae_repeats"]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(6 * len(metrics), 0.9 + 0.5 * len(pairs) * len(names) / 2),
+                             sharey=True, squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        for j, name in enumerate(names):
+            for i, sets in enumerate(pairs.values()):
+                if name not in sets:
+                    continue
+                d = sets[name][metric]
+                y = i + (j - (len(names) - 1) / 2) * 0.8 / len(names)
+                ax.errorbar(100 * d["mean"], y, xerr=[[100 * (d["mean"] - d["ci95"][0])],
+                                                      [100 * (d["ci95"][1] - d["mean"])]],
+                            fmt="o", color=f"C{j}", mfc=f"C{j}" if d["separates"] else "white", capsize=2,
+                            label=name if i == 0 else None)
+        ax.axvline(0, color="grey", lw=0.8)
+        ax.set(xlabel=f"{metric.upper()} difference (points), 95% interval", title=metric.upper())
+    axes[0][0].set_yticks(range(len(pairs)), list(pairs), fontsize=8)
+    axes[0][0].invert_yaxis()
+    fig.legend(*axes[0][0].get_legend_handles_labels(), loc="lower center", ncol=len(names), fontsize=8)
+    fig.suptitle("Paired per-item differences (filled: the interval excludes zero)", fontsize=10)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def write_report(out: Path, p: Protocol) -> dict:
     arms = collect(out, p)
     report = {"sweeps": sweeps(out, p), "arms": {a: arm_table(r) for a, r in arms.items()},
@@ -147,4 +185,5 @@ def write_report(out: Path, p: Protocol) -> dict:
               "wall_hours": wall_hours(out)}
     (out / "report.json").write_text(json.dumps(report, indent=1))
     (out / "report.md").write_text(markdown(report))
+    plot(report, out / "differences.png")
     return report

@@ -85,6 +85,7 @@ def test_rl_arms_pair_with_the_sft_run_they_started_from_and_rewards_with_irm(tm
     assert pairs["grpo_binary − mae seed 0"]["toolworld_heldout"]["cf"]["mean"] == 0.75
     assert pairs["grpo_binary − grpo_irm"]["toolworld_heldout"]["cf"]["mean"] == 0.5
     assert "### grpo_binary − grpo_irm (paired per item)" in (tmp_path / "report.md").read_text()
+    assert (tmp_path / "differences.png").stat().st_size > 0
 
 
 def test_mae_situations_are_the_training_datas_erroneous_calls_in_their_context():
