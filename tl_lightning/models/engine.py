@@ -11,9 +11,9 @@ rollouts (`PolicyRunner.sample`) and by evaluation (`evaluation.predict`).
   - **length buckets**: prompts are prefilled shortest first, at most `prefill_tokens` (padded) tokens at a time,
     so a short prompt never waits in a batch padded to the longest one;
   - **decode in parts**: buckets prefilled apart decode as one batch within a memory budget
-    (`models/decode_batch.py`): the weights are read once per step for all their rows, and each bucket attends
-    over its own cache, never padded to another's length; so one engine call over a whole benchmark set
-    prefills in small buckets and still decodes every row at a time;
+    (`models/decode_batch.py`): the matrix products over the weights run once per step for all their rows,
+    and each bucket attends over its own cache, never padded to another's length; so one engine call over a
+    whole benchmark set prefills in small buckets and still decodes every row at a time;
   - **finished rows leave**: a row that emitted a stop token is dropped from the decode batch and its cache;
   - **in-place KV cache**: appending a token writes into spare room instead of concatenating the whole cache;
   - **a dense sampling copy** (on CPU by default): the policy with its base dequantized and LoRA merged, as a
