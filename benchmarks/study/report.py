@@ -98,6 +98,12 @@ def rl_differences(out: Path, arms: dict[str, list[dict]]) -> dict:
     return out_diffs
 
 
+def comparisons(report: dict) -> dict[str, dict]:
+    """Title ("<arm> − <baseline>") → per set, the paired differences: SFT variants against plain, RL arms
+    against their start and rewards against IRM."""
+    return {**{f"{arm} − plain": sets for arm, sets in report["paired_vs_plain"].items()}, **report["rl_paired"]}
+
+
 def wall_hours(out: Path) -> float:
     return sum(json.loads(f.read_text()).get("stage_wall_s", 0) for f in out.glob("*.json")) / 3600
 
@@ -124,9 +130,7 @@ def markdown(report: dict) -> str:
         if "mae_repeats" in table:
             lines.append(f"\nRepeats of its training data's erroneous calls: {_cell(table['mae_repeats'])}")
         lines.append("")
-    pairs = {**{f"{arm} − plain": sets for arm, sets in report["paired_vs_plain"].items() if arm not in RL_ARMS},
-             **report["rl_paired"]}
-    for title, sets in pairs.items():
+    for title, sets in comparisons(report).items():
         lines += [f"### {title} (paired per item)", ""]
         for name, metrics in sets.items():
             lines.append(f"* {name}: " + "; ".join(
@@ -148,8 +152,7 @@ def plot(report: dict, path: Path, metrics: tuple[str, ...] = ("cf", "ts")) -> N
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    pairs = {**{f"{arm} − plain": sets for arm, sets in report["paired_vs_plain"].items() if arm not in RL_ARMS},
-             **report["rl_paired"]}
+    pairs = comparisons(report)
     if not pairs:
         return
     names = list(next(iter(pairs.values())))
@@ -181,7 +184,8 @@ def plot(report: dict, path: Path, metrics: tuple[str, ...] = ("cf", "ts")) -> N
 def write_report(out: Path, p: Protocol) -> dict:
     arms = collect(out, p)
     report = {"sweeps": sweeps(out, p), "arms": {a: arm_table(r) for a, r in arms.items()},
-              "paired_vs_plain": differences(arms), "rl_paired": rl_differences(out, arms),
+              "paired_vs_plain": differences({a: r for a, r in arms.items() if a in VARIANTS}),
+              "rl_paired": rl_differences(out, arms),
               "wall_hours": wall_hours(out)}
     (out / "report.json").write_text(json.dumps(report, indent=1))
     (out / "report.md").write_text(markdown(report))
