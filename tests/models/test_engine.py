@@ -7,9 +7,9 @@ from transformers import LlamaConfig
 from tl_lightning.core.checkpoints import load_tokenizer
 from tl_lightning.models.decode_batch import DecodeBatch, Part, forward
 from tl_lightning.models.dense_copy import DenseCopy, dense_bytes
-from tl_lightning.models.engine import DecodeLoop, HFGenerate, _top_p
+from tl_lightning.models.engine import DecodeLoop, HFGenerate, _prefill, _top_p
 from tl_lightning.models.generation import GenerationSettings, left_pad
-from tl_lightning.models.kv_cache import bytes_per_row_token, roomy_cache
+from tl_lightning.models.kv_cache import bytes_per_row_token, left_padded_cache, roomy_cache
 from tl_lightning.models.loading import ModelSettings, load_policy
 from tl_lightning.models.prefill_plan import PrefixGroup, buckets, distinct, prefill_cost, prefix_groups
 
@@ -81,8 +81,9 @@ def test_top_p_keeps_the_smallest_set_reaching_the_mass():
     DecodeLoop(prefill_tokens=20, dense_copy="none", merge_decode_gib=None),
     DecodeLoop(prefill_tokens=20, dense_copy="none", merge_decode_gib=1e-9),
     DecodeLoop(min_shared_prefix=1000, dense_copy="none"),
+    DecodeLoop(prefill_tokens=20, dense_copy="none", unpadded_prefill=False),
 ], ids=["default (dense copy on CPU)", "policy", "plain", "buckets decoded as one batch", "buckets decoded alone",
-        "merge budget too small", "identical prompts only"])
+        "merge budget too small", "identical prompts only", "padded prefill"])
 def test_greedy_decode_loop_equals_transformers_generate(policy, engine):
     model, tok = policy
     settings = GenerationSettings(max_new_tokens=24)
@@ -235,3 +236,48 @@ def test_bytes_per_row_token_by_hand():
     cache.layers[0].update(torch.ones(3, 1, 1, 4), torch.ones(3, 1, 1, 4))  # a decode step appends in place
     assert cache.layers[0].keys.shape[-2] == 6 and cache.layers[0].keys[0, 0, -1, 0] == 1.0
 
+
+
+def test_left_padded_cache_by_hand():
+    config = LlamaConfig(num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1, hidden_size=8)
+    rows = []
+    for n in (2, 3):
+        cache = roomy_cache(config, room=0)
+        for layer in cache.layers:
+            keys = torch.arange(1.0, n + 1).view(1, 1, n, 1).expand(1, 1, n, 4)
+            layer.update(keys, torch.full((1, 1, n, 4), -1.0))
+        rows.append(cache)
+    joined = left_padded_cache(config, rows, room=4)
+    keys = joined.layers[1].keys[:, 0, :, 0]
+    assert keys.tolist() == [[0.0, 1.0, 2.0], [1.0, 2.0, 3.0]]  # right-aligned, the padding zeroed
+    assert joined.layers[0].values[0, 0, :, 0].tolist() == [0.0, -1.0, -1.0]
+    joined.layers[0].update(torch.ones(2, 1, 1, 4), torch.ones(2, 1, 1, 4))  # room to append in place
+    assert joined.layers[0]._k.shape[-2] == 3 + 4 and joined.layers[0].keys.shape[-2] == 4
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("prompts", [[0, 1, 2, 4], [1, 3, 5, 6]], ids=["whole prompts", "a shared prefix, then tails"])
+def test_unpadded_prefill_equals_padded_and_runs_the_causal_kernel(policy, prompts, monkeypatch):
+    """Prompts prefilled one at a time give the bucket the logits and cache of a padded batch, and sdpa never
+    gets a mask for them (so it can skip the masked half), where the padded batch needs one."""
+    model, tok = policy
+    unique = distinct(_prompts())[0]
+    bucket = [g for g in prefix_groups(unique, 32) if set(g.members) <= set(prompts)]
+    masks = []
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+
+    def spy(*args, **kwargs):
+        masks.append(kwargs.get("attn_mask") is not None)
+        return sdpa(*args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", spy)
+    padded, padded_logits = _prefill(model, bucket, unique, tok.pad_token_id, 4, alone=False)
+    masked_padded, masks[:] = list(masks), []
+    unpadded, logits = _prefill(model, bucket, unique, tok.pad_token_id, 4, alone=True)
+    assert torch.allclose(logits, padded_logits, atol=1e-5)
+    assert torch.equal(unpadded.mask, padded.mask)
+    real = padded.mask.bool()[:, None, :, None]  # the padding's keys differ (zeros against computed): masked
+    for a, b in zip(unpadded.cache.layers, padded.cache.layers):
+        assert torch.allclose(a.keys * real, b.keys * real, atol=1e-5)
+    heads = len(bucket) * model.config.num_hidden_layers  # the whole prompts, or the shared prefixes
+    assert all(masked_padded[:heads]) and not any(masks[:heads])

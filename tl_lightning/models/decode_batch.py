@@ -122,9 +122,12 @@ def can_decode_in_parts(model) -> bool:
     """Whether `DecodeBatch` can decode this model in parts: every layer attends to the whole past (one causal
     mask serves them all) and its attention is sdpa, the one tested (flash-attention reads the whole batch's
     position ids from its arguments to find packed sequences)."""
-    config = model.config
-    full = all(t == "full_attention" for t in getattr(config, "layer_types", None) or ["full_attention"])
-    return config._attn_implementation == "sdpa" and full
+    return model.config._attn_implementation == "sdpa" and attends_to_full_past(model)
+
+
+def attends_to_full_past(model) -> bool:
+    """Whether every layer of the model attends to the whole past (no sliding windows or chunks)."""
+    return all(t == "full_attention" for t in getattr(model.config, "layer_types", None) or ["full_attention"])
 
 
 def forward(model, ids: torch.Tensor, mask: torch.Tensor, cache) -> torch.Tensor:

@@ -56,3 +56,20 @@ def roomy_cache(config, room: int) -> DynamicCache:
 def bytes_per_row_token(cache: DynamicCache) -> int:
     """Bytes that one row's keys and values take per cached token, over all layers."""
     return sum(2 * layer.keys.element_size() * layer.keys.shape[1] * layer.keys.shape[3] for layer in cache.layers)
+
+
+def left_padded_cache(config, caches: list[DynamicCache], room: int) -> DynamicCache:
+    """One `roomy_cache` holding the rows of `caches` (one row each, of any lengths) left-padded to the longest,
+    padding zeroed: how prompts prefilled one at a time join a batch. Every layer must attend to the full past."""
+    longest = max(c.get_seq_length() for c in caches)
+    out = roomy_cache(config, room)
+    for i, layer in enumerate(out.layers):
+        k0 = caches[0].layers[i].keys
+        keys = k0.new_zeros(len(caches), k0.shape[1], longest, k0.shape[3])
+        values = torch.zeros_like(keys)
+        for row, c in enumerate(caches):
+            n = c.layers[i].keys.shape[-2]
+            keys[row, :, longest - n:] = c.layers[i].keys[0]
+            values[row, :, longest - n:] = c.layers[i].values[0]
+        layer.update(keys, values)
+    return out
