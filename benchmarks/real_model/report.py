@@ -98,8 +98,7 @@ def bars(ax, xs: list[float], width: float, sets: dict, color: str, label: str) 
 
 
 SUPERSEDED = ("This page is the first, small real-model run (16 items a set, one seed). The study with error bars "
-              "that supersedes it (issue #29) is in\n[results.md](results.md#on-a-pretrained-model-with-error-bars-"
-              "in-progress-issue-29).")
+              "that supersedes it (issue #29) is [real_model.md](real_model.md).")
 
 
 def plot(r: dict, path: Path) -> None:
@@ -145,7 +144,7 @@ def plot(r: dict, path: Path) -> None:
 def write_report(out: Path, docs: Path, threads: int, quick: bool) -> str:
     r = load(out)
     docs.mkdir(parents=True, exist_ok=True)
-    plot(r, docs / "real_model.png")
+    plot(r, docs / "real_model_first_run.png")
     scale = r["run"]["scale"]
     sizes = ", ".join(f"{SET_LABELS[n]} {len(ids)}" for n, ids in r["items"].items())
     md = "\n".join([
@@ -160,7 +159,7 @@ def write_report(out: Path, docs: Path, threads: int, quick: bool) -> str:
         "docs/taxonomy.md), not RoTBench's own scorer. Rates in %; reward = mean IRM reward.", "",
         "## Zero-shot", "", zero_shot_table(r), "",
         f"## Trained (prompt style: {r['run']['style']})", "", trained_table(r), "",
-        *training_lines(r), "", "## Wall time", "", wall_table(r), "", "![real model](real_model.png)", ""])
-    (docs / "real_model.md").write_text(md)
-    (docs / "real_model.json").write_text(json.dumps(r, indent=1))
+        *training_lines(r), "", "## Wall time", "", wall_table(r), "", "![real model](real_model_first_run.png)", ""])
+    (docs / "real_model_first_run.md").write_text(md)
+    (docs / "real_model_first_run.json").write_text(json.dumps(r, indent=1))
     return md

