@@ -24,8 +24,8 @@ import pytest
 from helpers import ROOT, SHARED_DATA
 
 README = ROOT / "README.md"
-PAGES = [ROOT / "docs" / f"{name}.md" for name in ("rl", "online-rl", "real-model-cpu", "evaluation", "results",
-                                                    "performance", "scale-out", "data-sources", "config",
+PAGES = [ROOT / "docs" / f"{name}.md" for name in ("rl", "online-rl", "real-model-cpu", "real_model", "evaluation",
+                                                    "results", "performance", "scale-out", "data-sources", "config",
                                                     "design-notes", "format")]
 """Docs pages whose commands run after the README's (they reuse what the quickstart wrote)."""
 SKIP = re.compile(r"<!-- ci: skip \((.+)\) -->")
