@@ -10,6 +10,8 @@ rollouts (`PolicyRunner.sample`) and by evaluation (`evaluation.predict`).
     one tool list) prefill it once, then their own tails; prefill is most of a CPU rollout's time;
   - **length buckets**: prompts are prefilled shortest first, at most `prefill_tokens` (padded) tokens at a time,
     so a short prompt never waits in a batch padded to the longest one;
+  - **unpadded prefill** (CPU): each prompt or shared prefix of a bucket is prefilled on its own with the causal
+    attention kernel, and the caches are left-padded into the bucket's afterwards;
   - **decode in parts**: buckets prefilled apart decode as one batch within a memory budget
     (`models/decode_batch.py`): the matrix products over the weights run once per step for all their rows,
     and each bucket attends over its own cache, never padded to another's length; so one engine call over a
@@ -85,14 +87,16 @@ class DecodeLoop(RolloutEngine):
         unpadded_prefill: prefill each prompt (or shared prefix) of a bucket on its own, then left-pad the caches
             into the bucket's: no padding is computed, and attention runs the causal kernel, which skips the
             masked half (a padded batch needs an explicit mask, and sdpa then scores every query against every
-            key: 2.2x the attention time at 2,000 tokens on CPU). Only for models whose layers all attend to
-            the full past; others prefill padded.
+            key: 2.2x the attention time at 2,000 tokens on CPU). None (default): on CPU, where it measured
+            faster (RoTBench evaluation 378 s -> 345 s, benchmarks/eval_speed.py), off on GPU (not measured; one
+            forward per prompt gives up batching there). Only for models whose layers all attend to the full
+            past; others prefill padded.
     """
 
     def __init__(self, share_prefixes: bool = True, min_shared_prefix: int = 32, prefill_tokens: int | None = 8192,
                  dense_copy: Literal["auto", "none", "float32", "bfloat16"] = "auto",
                  dense_max_gib: float | None = 2.0, merge_decode_gib: float | None = 1.0,
-                 unpadded_prefill: bool = True) -> None:
+                 unpadded_prefill: bool | None = None) -> None:
         if prefill_tokens is not None and prefill_tokens < 1:
             raise ValueError(f"prefill_tokens must be >= 1 or null, got {prefill_tokens}")
         if merge_decode_gib is not None and merge_decode_gib <= 0:
@@ -144,7 +148,7 @@ class DecodeLoop(RolloutEngine):
         responses: list[list[int] | None] = [None] * len(cut)
         logq: list[list[float] | None] = [None] * len(cut)
         pending: list[_Prefilled] = []
-        alone = self.unpadded_prefill and attends_to_full_past(model)
+        alone = self._prefills_unpadded(model)
 
         def decode(parts: list[_Prefilled]) -> None:
             rows = [i for p in parts for i in p.rows]
@@ -164,6 +168,11 @@ class DecodeLoop(RolloutEngine):
         if pending:
             decode(pending)
         return Generated(responses, logq if settings.do_sample else None)
+
+    def _prefills_unpadded(self, model) -> bool:
+        on_cpu = next(model.parameters()).device.type == "cpu"
+        wanted = on_cpu if self.unpadded_prefill is None else self.unpadded_prefill
+        return wanted and attends_to_full_past(model)
 
     def _joins(self, model, parts: list[_Prefilled], new_tokens: int) -> bool:
         """Whether these prefilled buckets decode as one batch: the model can decode in parts, and their caches
