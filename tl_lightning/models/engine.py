@@ -238,14 +238,14 @@ def _prefill(model, bucket: list[PrefixGroup], prompts: list[list[int]], pad_id:
 
 
 def _prefill_alone(model, prompts: list[list[int]], room: int) -> tuple[Part, torch.Tensor]:
-    """(a `Part` of `prompts` left-padded, next-token logits): each prompt prefilled on its own, with no mask, so
-    sdpa takes its causal kernel, then the caches left-padded into one with `room` to spare."""
+    """(a `Part` of `prompts` left-padded, next-token logits): each prompt prefilled on its own, with nothing
+    masked, so sdpa takes its causal kernel, then the caches left-padded into one with `room` to spare."""
     device = next(model.parameters()).device
     caches, logits = [], []
     for p in prompts:
         caches.append(DynamicCache(config=model.config))
-        logits.append(model(input_ids=torch.tensor([p], device=device), past_key_values=caches[-1], use_cache=True,
-                            logits_to_keep=1).logits[:, -1])
+        ids = torch.tensor([p], device=device)
+        logits.append(forward(model, ids, torch.ones_like(ids), caches[-1]))
     mask = left_pad(prompts, 0)[1].to(device)
     return Part(left_padded_cache(model.config, caches, room), mask), torch.cat(logits)
 
