@@ -12,8 +12,11 @@
 4. The report (`report.py`) gives TS / PI / CF with 95% bootstrap intervals and the paired per-item differences
    against plain SFT, and the wall time of every stage.
 
-Each stage writes `<out>/<stage>.json`; a rerun skips what is done, so the study runs in parts (two `--variants`
-halves side by side on two cores) and across sessions.
+Each stage writes `<results>/<stage>.json` (the trained adapters go to `<out>`); a rerun skips what is done, so
+the study runs in parts (two `--variants` halves side by side on two cores) and across sessions. With
+`--results docs/study` the finished stages are kept in the repository: a new machine resumes from them, and an
+adapter a later stage needs but the machine lacks is trained again (same variant, rate and seed, which reproduces
+it on CPU: `ensure_adapter`).
 """
 
 from __future__ import annotations
@@ -132,7 +135,16 @@ def _same_call(text: str, bad: dict) -> bool:
 
 
 # -------------------------------------------------------------------------------------------------------- run
-def run_sft(variants: list[str], p: Protocol, checkpoint: str, out: Path, sweep_only: bool = False,
+def ensure_adapter(result: dict, retrain) -> str:
+    """The adapter a finished stage names; trained again by `retrain` where this machine lacks it (a study resumed
+    from kept results)."""
+    if (Path(result["adapter"]) / "adapter_config.json").exists():
+        return result["adapter"]
+    log(f"{result['adapter']} is not on this machine: training it again")
+    return retrain()["adapter"]
+
+
+def run_sft(variants: list[str], p: Protocol, checkpoint: str, results: Path, out: Path, sweep_only: bool = False,
             seeds: list[int] | None = None) -> None:
     tok = load_tokenizer(checkpoint)
     val, tests, situations = val_set(tok, p), test_sets(tok, p), error_situations(p)
@@ -143,48 +155,57 @@ def run_sft(variants: list[str], p: Protocol, checkpoint: str, out: Path, sweep_
                 result = train(variant, lr, 0, p, checkpoint, out)
                 return {**result, "val": score(checkpoint, result["adapter"], val, p)}
 
-            sweep[lr] = stage(out, f"sweep_{variant}_lr{lr:g}", sweep_run)
+            sweep[lr] = stage(results, f"sweep_{variant}_lr{lr:g}", sweep_run)
         chosen = choose_lr({lr: summary(r["val"]["toolworld_val"]) for lr, r in sweep.items()})
         log(f"{variant}: learning rate {chosen:g} (best validation CF)")
         if sweep_only:
             continue
         for seed in seeds if seeds is not None else p.seeds:
-            run = sweep[chosen] if seed == 0 else stage(out, f"sft_{variant}_s{seed}",
-                                                        lambda seed=seed: train(variant, chosen, seed, p, checkpoint,
-                                                                                out))
-            stage(out, f"test_{variant}_s{seed}",
-                  lambda run=run: {"adapter": run["adapter"], "lr": chosen, "seed": run["seed"],
-                                   "scores": score(checkpoint, run["adapter"], tests, p, situations)})
+            def train_seed(seed: int = seed) -> dict:
+                return train(variant, chosen, seed, p, checkpoint, out)
+
+            run = sweep[chosen] if seed == 0 else stage(results, f"sft_{variant}_s{seed}", train_seed)
+            stage(results, f"test_{variant}_s{seed}",
+                  lambda run=run, retrain=train_seed: {
+                      "adapter": run["adapter"], "lr": chosen, "seed": run["seed"],
+                      "scores": score(checkpoint, ensure_adapter(run, retrain), tests, p, situations)})
 
 
-def best_variant(out: Path, p: Protocol) -> tuple[str, str]:
-    """(variant, its seed-0 adapter at its chosen rate) with the best validation CF; every sweep must be done."""
+def best_variant(results: Path, p: Protocol) -> tuple[str, float, dict]:
+    """(variant, its chosen rate, its seed-0 sweep run) with the best validation CF; every sweep must be done."""
     best = None
     for variant in VARIANTS:
-        sweep = {lr: json.loads((out / f"sweep_{variant}_lr{lr:g}.json").read_text()) for lr in p.lrs}
+        sweep = {lr: json.loads((results / f"sweep_{variant}_lr{lr:g}.json").read_text()) for lr in p.lrs}
         lr = choose_lr({k: summary(r["val"]["toolworld_val"]) for k, r in sweep.items()})
         cf = summary(sweep[lr]["val"]["toolworld_val"])["cf"]
         if best is None or cf > best[0]:
-            best = (cf, variant, sweep[lr]["adapter"])
-    return best[1], best[2]
+            best = (cf, variant, lr, sweep[lr])
+    return best[1:]
 
 
-def run_rl(p: Protocol, checkpoint: str, out: Path, arms: list[str] | None = None) -> None:
-    variant, adapter = best_variant(out, p)
-    log(f"RL starts from {variant} ({adapter})")
+def run_rl(p: Protocol, checkpoint: str, results: Path, out: Path, arms: list[str] | None = None) -> None:
+    variant, lr, start = best_variant(results, p)
+    log(f"RL starts from {variant} ({start['adapter']})")
     tests = test_sets(load_tokenizer(checkpoint), p)
     scale = Scale(train_size=p.train_size, rl_iterations=p.rl_iterations, rl_prompts=p.rl_prompts)
     for arm in arms or list(RL_ARMS):
         method, overrides = RL_ARMS[arm]
-        result = stage(out, f"rl_{arm}", lambda method=method, overrides=overrides, arm=arm: {
-            **rl(adapter, "paper", checkpoint, scale, out, method, overrides, f"rl_{arm}"), "start": variant})
-        stage(out, f"test_rl_{arm}", lambda result=result: {"adapter": result["adapter"],
-                                                            "scores": score(checkpoint, result["adapter"], tests, p)})
+
+        def run_arm(method: str = method, overrides: tuple = overrides, arm: str = arm) -> dict:
+            adapter = ensure_adapter(start, lambda: train(variant, lr, 0, p, checkpoint, out))
+            return {**rl(adapter, "paper", checkpoint, scale, out, method, overrides, f"rl_{arm}"), "start": variant}
+
+        result = stage(results, f"rl_{arm}", run_arm)
+        stage(results, f"test_rl_{arm}", lambda result=result, retrain=run_arm: {
+            "adapter": result["adapter"], "scores": score(checkpoint, ensure_adapter(result, retrain), tests, p)})
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", default=None, help="run directory (default runs/study, or runs/study-quick)")
+    ap.add_argument("--out", default=None, help="where the runs train (default runs/study, or runs/study-quick)")
+    ap.add_argument("--results", default=None,
+                    help="where each finished stage and the report are written and read back (default: --out); "
+                         "docs/study keeps them in the repository")
     ap.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     ap.add_argument("--part", choices=["sweep", "sft", "rl", "report", "all"], default="all",
                     help="sweep: only the learning-rate sweeps; sft: sweeps, seeds and their tests")
@@ -198,17 +219,19 @@ def main(argv: list[str] | None = None) -> None:
     a = ap.parse_args(argv)
     p = QUICK if a.quick else Protocol()
     out = Path(a.out or ("runs/study-quick" if a.quick else "runs/study"))
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "protocol.json").write_text(json.dumps(asdict(p), indent=1))
+    results = Path(a.results) if a.results else out
+    for d in (out, results):
+        d.mkdir(parents=True, exist_ok=True)
+    (results / "protocol.json").write_text(json.dumps(asdict(p), indent=1))
     checkpoint = ensure_checkpoint(a.checkpoint, SmolLM2())
     if a.part in ("sweep", "sft", "all"):
         unknown = set(a.seeds or ()) - set(p.seeds)
         if unknown:
             ap.error(f"--seeds {sorted(unknown)} are not among the protocol's seeds {list(p.seeds)}")
-        run_sft(a.variants, p, checkpoint, out, sweep_only=a.part == "sweep", seeds=a.seeds)
+        run_sft(a.variants, p, checkpoint, results, out, sweep_only=a.part == "sweep", seeds=a.seeds)
     if a.part in ("rl", "all"):
-        run_rl(p, checkpoint, out, a.arms)
-    write_report(out, p)
+        run_rl(p, checkpoint, results, out, a.arms)
+    write_report(results, p)
 
 
 if __name__ == "__main__":

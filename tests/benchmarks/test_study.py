@@ -106,3 +106,35 @@ def test_mae_situations_are_the_training_datas_erroneous_calls_in_their_context(
     args = ", ".join(f"{k}={v!r}" for k, v in call["arguments"].items())
     assert _same_call(f"{call['name']}({args})", call)
     assert not _same_call(f"{call['name']}({args})\n{call['name']}({args})", call)  # two calls are not a repeat
+
+
+def test_a_kept_stage_needs_its_adapter_only_where_a_later_stage_runs_and_retrains_it_where_missing(tmp_path):
+    from benchmarks.study.run import ensure_adapter
+
+    kept = tmp_path / "kept" / "hf" / "final"
+    kept.mkdir(parents=True)
+    (kept / "adapter_config.json").write_text("{}")
+    retrained = []
+
+    def retrain():
+        retrained.append(1)
+        return {"adapter": str(tmp_path / "again")}
+
+    assert ensure_adapter({"adapter": str(kept)}, retrain) == str(kept) and not retrained
+    gone = {"adapter": str(tmp_path / "other-machine" / "hf" / "final")}  # a result resumed on a new machine
+    assert ensure_adapter(gone, retrain) == str(tmp_path / "again") and retrained == [1]
+
+
+def test_stages_kept_in_the_results_folder_are_not_run_again(tmp_path, monkeypatch):
+    import benchmarks.study.run as run
+
+    p = Protocol(lrs=(1e-4, 3e-4), seeds=(0,))
+    for lr, cfs in ((1e-4, [0, 1]), (3e-4, [1, 1])):
+        (tmp_path / f"sweep_plain_lr{lr:g}.json").write_text(json.dumps(
+            {"adapter": f"gone/{lr:g}", "seed": 0, "val": {"toolworld_val": _items(cfs)}}))
+    (tmp_path / "test_plain_s0.json").write_text(json.dumps({"scores": {"toolworld_heldout": _items([1])}}))
+    for name in ("val_set", "test_sets", "error_situations", "load_tokenizer"):
+        monkeypatch.setattr(run, name, lambda *a, **k: None)
+    monkeypatch.setattr(run, "train", lambda *a, **k: pytest.fail("a kept stage was trained again"))
+    run.run_sft(["plain"], p, "ckpt", results=tmp_path, out=tmp_path / "runs")  # nothing left to run
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())

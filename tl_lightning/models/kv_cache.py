@@ -34,6 +34,13 @@ class RoomyLayer(DynamicLayer):
         self.keys, self.values = self._k[..., :self._n, :], self._v[..., :self._n, :]
         return self.keys, self.values
 
+    def adopt(self, keys: torch.Tensor, values: torch.Tensor, n: int) -> None:
+        """Take `keys` and `values` (rows x heads x positions x dim) as this layer's buffers, the first `n`
+        positions filled."""
+        self.lazy_initialization(keys[..., :n, :], values[..., :n, :])
+        self._k, self._v, self._n = keys, values, n
+        self.keys, self.values = keys[..., :n, :], values[..., :n, :]
+
     def _grow(self, old: torch.Tensor | None, new: torch.Tensor, size: int) -> torch.Tensor:
         buffer = new.new_empty(*new.shape[:2], size, new.shape[-1])
         if old is not None and self._n:
@@ -60,16 +67,23 @@ def bytes_per_row_token(cache: DynamicCache) -> int:
 
 def left_padded_cache(config, caches: list[DynamicCache], room: int) -> DynamicCache:
     """One `roomy_cache` holding the rows of `caches` (one row each, of any lengths) left-padded to the longest,
-    padding zeroed: how prompts prefilled one at a time join a batch. Every layer must attend to the full past."""
+    padding zeroed: how prompts prefilled one at a time join a batch. Each row is copied once, straight into the
+    roomy buffers. Every layer must attend to the full past."""
     longest = max(c.get_seq_length() for c in caches)
     out = roomy_cache(config, room)
     for i, layer in enumerate(out.layers):
-        k0 = caches[0].layers[i].keys
-        keys = k0.new_zeros(len(caches), k0.shape[1], longest, k0.shape[3])
-        values = torch.zeros_like(keys)
-        for row, c in enumerate(caches):
-            n = c.layers[i].keys.shape[-2]
-            keys[row, :, longest - n:] = c.layers[i].keys[0]
-            values[row, :, longest - n:] = c.layers[i].values[0]
-        layer.update(keys, values)
+        layer.adopt(_left_padded([c.layers[i].keys for c in caches], longest + room),
+                    _left_padded([c.layers[i].values for c in caches], longest + room), longest)
     return out
+
+
+def _left_padded(rows: list[torch.Tensor], size: int) -> torch.Tensor:
+    """A buffer of `size` positions holding `rows` (each 1 x heads x n x dim) right-aligned at the longest row's
+    end, zeros before; the positions after are left for decoding."""
+    longest = max(r.shape[-2] for r in rows)
+    buffer = rows[0].new_empty(len(rows), rows[0].shape[1], size, rows[0].shape[3])
+    for i, r in enumerate(rows):
+        n = r.shape[-2]
+        buffer[i, :, :longest - n].zero_()
+        buffer[i, :, longest - n:longest] = r[0]
+    return buffer
