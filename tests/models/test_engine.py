@@ -82,8 +82,11 @@ def test_top_p_keeps_the_smallest_set_reaching_the_mass():
     DecodeLoop(prefill_tokens=20, dense_copy="none", merge_decode_gib=1e-9),
     DecodeLoop(min_shared_prefix=1000, dense_copy="none"),
     DecodeLoop(prefill_tokens=20, dense_copy="none", unpadded_prefill=False),
+    DecodeLoop(prefill_tokens=20, dense_copy="none", read_prefix_once=False),
+    DecodeLoop(prefill_tokens=20, dense_copy="none", merge_decode_gib=None, unpadded_prefill=False),
 ], ids=["default (dense copy on CPU)", "policy", "plain", "buckets decoded as one batch", "buckets decoded alone",
-        "merge budget too small", "identical prompts only", "padded prefill"])
+        "merge budget too small", "identical prompts only", "padded prefill", "prefixes copied to every row",
+        "a shared prefix decoded alone, padded"])
 def test_greedy_decode_loop_equals_transformers_generate(policy, engine):
     model, tok = policy
     settings = GenerationSettings(max_new_tokens=24)
@@ -281,3 +284,62 @@ def test_unpadded_prefill_equals_padded_and_runs_the_causal_kernel(policy, promp
         assert torch.allclose(a.keys * real, b.keys * real, atol=1e-5)
     heads = len(bucket) * model.config.num_hidden_layers  # the whole prompts, or the shared prefixes
     assert all(masked_padded[:heads]) and not any(masks[:heads])
+
+
+def test_attention_over_a_shared_prefix_equals_attention_over_each_rows_copy():
+    """Rows read their prefix once per step, grouped by owner, joined with their own keys by log-sum-exp: the
+    same as a softmax over the copy of the prefix each row had before, padding masked (GQA: 4 heads, 2 kv)."""
+    from tl_lightning.models.shared_prefix import SharedPrefix, attend_with_prefix
+
+    g = torch.Generator().manual_seed(0)
+    prefix_k, prefix_v = torch.randn(2, 2, 6, 8, generator=g), torch.randn(2, 2, 6, 8, generator=g)
+    prefix_mask = torch.tensor([[1, 1, 1, 1, 1, 1], [0, 0, 1, 1, 1, 1]])  # the second prefix left-padded
+    owner = torch.tensor([1, 0, 1, 1])
+    own_k, own_v = torch.randn(4, 2, 3, 8, generator=g), torch.randn(4, 2, 3, 8, generator=g)
+    own_mask = torch.tensor([[1, 1, 1], [0, 1, 1], [1, 1, 1], [0, 0, 1]])
+    query = torch.randn(4, 4, 1, 8, generator=g)
+    prefix = SharedPrefix([prefix_k], [prefix_v], prefix_mask, owner)
+    assert prefix.slots()[0].tolist() == [0, 0, 1, 2] and prefix.slots()[1] == 3
+    out = attend_with_prefix(query, own_k, own_v, own_mask, prefix, 0, 8 ** -0.5)
+    keys = torch.cat([prefix_k[owner], own_k], 2).repeat_interleave(2, 1)
+    values = torch.cat([prefix_v[owner], own_v], 2).repeat_interleave(2, 1)
+    mask = torch.cat([prefix_mask[owner], own_mask], 1).bool()[:, None, None, :]
+    expected = torch.nn.functional.scaled_dot_product_attention(query, keys, values, attn_mask=mask)
+    assert out.shape == (4, 1, 4, 8) and torch.allclose(out, expected.transpose(1, 2), atol=1e-6)
+    prefix.select(torch.tensor([0, 3]))  # rows leave; their prefixes stay, read for those left
+    out = attend_with_prefix(query[[0, 3]], own_k[[0, 3]], own_v[[0, 3]], own_mask[[0, 3]], prefix, 0, 8 ** -0.5)
+    assert torch.allclose(out, expected.transpose(1, 2)[[0, 3]], atol=1e-6)
+
+
+@torch.no_grad()
+def test_copies_of_a_prompt_keep_its_cache_once_and_decode_what_copies_decode(policy):
+    """A GRPO group (one prompt, 4 samples) and a shared tool list (prompts 3, 5, 6): with `read_prefix_once` the
+    rows hold only their own tokens, the prompt's keys and values once; decoding gives the copies' logits."""
+    from tl_lightning.models.engine import _expanded
+
+    model, tok = policy
+    unique = distinct(_prompts())[0]
+    for bucket, copies in [([PrefixGroup(16, (1,))], [[0, 1, 2, 3]]),
+                           ([g for g in prefix_groups(unique, 32) if 3 in g.members], [[0], [1], [2]])]:
+        logits_per_way, nbytes = [], []
+        for own in (lambda: roomy_cache(model.config, 4), None):
+            part, logits = _prefill(model, bucket, unique, tok.pad_token_id, 4, alone=True, shared=own is not None)
+            part = _expanded(part, logits, copies, own).part
+            nbytes.append(part.nbytes(4))
+            assert (part.prefix is not None) == (own is not None)
+            batch = DecodeBatch([part])
+            step = batch.forward(model, logits.argmax(-1)[:1].expand(len(part))[:, None])
+            logits_per_way.append(batch.forward(model, step.argmax(-1)[:, None]))
+        assert torch.allclose(*logits_per_way, atol=1e-5)
+        assert nbytes[0] < nbytes[1]
+
+
+def test_sample_categorical_draws_the_distribution_and_never_a_token_of_zero_mass():
+    from tl_lightning.models.engine import sample_categorical
+
+    torch.manual_seed(0)
+    probs = torch.tensor([[0.0, 0.1, 0.0, 0.2, 0.7, 0.0]]).expand(200_000, 6)
+    counts = torch.bincount(sample_categorical(probs), minlength=6) / 200_000
+    assert counts[[0, 2, 5]].tolist() == [0.0, 0.0, 0.0]
+    assert torch.allclose(counts[[1, 3, 4]], torch.tensor([0.1, 0.2, 0.7]), atol=0.005)  # ~5 standard errors
+    assert sample_categorical(torch.tensor([[0.0, 0.0, 1.0]])).tolist() == [2]

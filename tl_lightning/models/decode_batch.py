@@ -17,6 +17,7 @@ from transformers.masking_utils import create_causal_mask
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from tl_lightning.models.kv_cache import bytes_per_row_token
+from tl_lightning.models.shared_prefix import SharedPrefix, attend_with_prefix
 
 PARTS_ATTENTION = "tl_lightning_parts"
 """The attention implementation a multi-part decode step runs under (registered below)."""
@@ -24,21 +25,34 @@ PARTS_ATTENTION = "tl_lightning_parts"
 
 @dataclass
 class Part:
-    """Rows prefilled together: their KV cache and its attention mask."""
+    """Rows prefilled together: their KV cache and its attention mask. With a `prefix`, the rows continue shared
+    keys and values kept once (`models/shared_prefix.py`), and `cache` and `mask` hold only each row's own."""
 
     cache: DynamicCache
     mask: torch.Tensor
+    prefix: SharedPrefix | None = None
 
     def __len__(self) -> int:
         return self.mask.size(0)
 
     def nbytes(self, new_tokens: int) -> int:
         """The cache's size once `new_tokens` more are decoded."""
-        return len(self) * (self.mask.size(1) + new_tokens) * bytes_per_row_token(self.cache)
+        if self.prefix is None:
+            return len(self) * (self.mask.size(1) + new_tokens) * bytes_per_row_token(self.cache)
+        own = len(self) * (self.mask.size(1) + new_tokens) * self.prefix.bytes_per_token()  # own may be empty yet
+        return own + self.prefix.nbytes()
 
     def select(self, rows: torch.Tensor) -> None:
         self.cache.batch_select_indices(rows)
         self.mask = self.mask[rows]
+        if self.prefix is not None:
+            self.prefix.select(rows)
+
+    def positions(self) -> torch.Tensor:
+        """Each row's position ids, the prefix's counted."""
+        if self.prefix is None:
+            return positions_of(self.mask)
+        return positions_of(torch.cat([self.prefix.row_mask(), self.mask], dim=1))[:, -self.mask.size(1):]
 
 
 class DecodeBatch:
@@ -55,10 +69,11 @@ class DecodeBatch:
         """Next-token logits after one new token per row (`ids`: rows x 1), whose keys and values join the caches."""
         for p in self.parts:
             p.mask = torch.cat([p.mask, p.mask.new_ones(len(p), 1)], dim=1)
-        if len(self.parts) == 1:
+        if len(self.parts) == 1 and self.parts[0].prefix is None:
             return forward(model, ids, self.parts[0].mask, self.parts[0].cache)
-        positions = torch.cat([positions_of(p.mask)[:, -1:] for p in self.parts])
-        cache = PartsCache(self.parts, [_step_mask(model, p) for p in self.parts], model.config._attn_implementation)
+        positions = torch.cat([p.positions()[:, -1:] for p in self.parts])
+        cache = PartsCache(self.parts, [None if p.prefix is not None else _step_mask(model, p) for p in self.parts],
+                           model.config._attn_implementation)
         with _attention(model.config, PARTS_ATTENTION):
             return model(input_ids=ids, position_ids=positions, past_key_values=cache, use_cache=True,
                          logits_to_keep=1).logits[:, -1]
@@ -108,9 +123,13 @@ def _parts_attention(module, query: torch.Tensor, key: _PerPart, value: _PerPart
     model would have used for that part alone."""
     attend = ALL_ATTENTION_FUNCTIONS[key.owner.implementation]
     outputs, start = [], 0
-    for k, v, mask in zip(key, value, key.owner.masks):
+    for k, v, mask, part in zip(key, value, key.owner.masks, key.owner.parts):
         n = k.size(0)
-        outputs.append(attend(module, query[start:start + n], k, v, mask, **kwargs)[0])
+        if part.prefix is not None:
+            outputs.append(attend_with_prefix(query[start:start + n], k, v, part.mask, part.prefix,
+                                              module.layer_idx, kwargs.get("scaling") or module.scaling))
+        else:
+            outputs.append(attend(module, query[start:start + n], k, v, mask, **kwargs)[0])
         start += n
     return torch.cat(outputs), None
 

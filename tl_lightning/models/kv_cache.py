@@ -48,6 +48,8 @@ class RoomyLayer(DynamicLayer):
         return buffer
 
     def batch_select_indices(self, indices: torch.Tensor) -> None:
+        if getattr(self, "_k", None) is None:  # nothing cached yet (rows that continue a shared prefix)
+            return
         self._k, self._v = self._k[indices], self._v[indices]
         self.keys, self.values = self._k[..., :self._n, :], self._v[..., :self._n, :]
 
@@ -75,6 +77,22 @@ def left_padded_cache(config, caches: list[DynamicCache], room: int) -> DynamicC
         layer.adopt(_left_padded([c.layers[i].keys for c in caches], longest + room),
                     _left_padded([c.layers[i].values for c in caches], longest + room), longest)
     return out
+
+
+def suffix_cache(config, cache: DynamicCache, start: int, room: int) -> DynamicCache:
+    """A `roomy_cache` holding a copy of positions `start:` of `cache`, with `room` to spare: the rows' own part
+    once what comes before is kept as a shared prefix."""
+    out = roomy_cache(config, room)
+    for layer, source in zip(out.layers, cache.layers):
+        keys, values = source.keys[..., start:, :], source.values[..., start:, :]
+        layer.adopt(_with_room(keys, room), _with_room(values, room), keys.shape[-2])
+    return out
+
+
+def _with_room(t: torch.Tensor, room: int) -> torch.Tensor:
+    buffer = t.new_empty(*t.shape[:2], t.shape[2] + room, t.shape[3])
+    buffer[..., :t.shape[2], :] = t
+    return buffer
 
 
 def _left_padded(rows: list[torch.Tensor], size: int) -> torch.Tensor:
