@@ -313,17 +313,18 @@ def test_attention_over_a_shared_prefix_equals_attention_over_each_rows_copy():
 
 @torch.no_grad()
 def test_copies_of_a_prompt_keep_its_cache_once_and_decode_what_copies_decode(policy):
-    """A GRPO group (one prompt, 4 samples) and a shared tool list (prompts 3, 5, 6): with `read_prefix_once` the
-    rows hold only their own tokens, the prompt's keys and values once; decoding gives the copies' logits."""
+    """A GRPO group (one prompt, 4 samples; another, 2) and a shared tool list whose members are sampled twice
+    each: with `read_prefix_once` the rows hold only their own tokens, each prompt's keys and values once;
+    decoding gives the copies' logits."""
     from tl_lightning.models.engine import _expanded
 
     model, tok = policy
     unique = distinct(_prompts())[0]
-    for bucket, copies in [([PrefixGroup(16, (1,))], [[0, 1, 2, 3]]),
-                           ([g for g in prefix_groups(unique, 32) if 3 in g.members], [[0], [1], [2]])]:
+    for bucket, copies in [([PrefixGroup(16, (1,)), PrefixGroup(4, (0,))], [[0, 1, 2, 3], [4, 5]]),
+                           ([g for g in prefix_groups(unique, 32) if 3 in g.members], [[0, 1], [2, 3], [4, 5]])]:
         logits_per_way, nbytes = [], []
         for own in (lambda: roomy_cache(model.config, 4), None):
-            part, logits = _prefill(model, bucket, unique, tok.pad_token_id, 4, alone=True, shared=own is not None)
+            part, logits = _prefill(model, bucket, unique, tok.pad_token_id, 4, alone=True)
             part = _expanded(part, logits, copies, own).part
             nbytes.append(part.nbytes(4))
             assert (part.prefix is not None) == (own is not None)

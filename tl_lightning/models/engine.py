@@ -16,6 +16,8 @@ rollouts (`PolicyRunner.sample`) and by evaluation (`evaluation.predict`).
     (`models/decode_batch.py`): the matrix products over the weights run once per step for all their rows,
     and each bucket attends over its own cache, never padded to another's length; so one engine call over a
     whole benchmark set prefills in small buckets and still decodes every row at a time;
+  - **a prompt read once** (CPU): the copies of one prompt (a GRPO group's samples) keep its keys and values
+    once, and each decode step reads them once for all those rows (`models/shared_prefix.py`);
   - **finished rows leave**: a row that emitted a stop token is dropped from the decode batch and its cache;
   - **in-place KV cache**: appending a token writes into spare room instead of concatenating the whole cache;
   - **a dense sampling copy** (on CPU by default): the policy with its base dequantized and LoRA merged, as a
@@ -41,7 +43,7 @@ from transformers import DynamicCache
 from tl_lightning.models.decode_batch import DecodeBatch, Part, attends_to_full_past, can_decode_in_parts, forward
 from tl_lightning.models.dense_copy import DenseCopy, dense_bytes
 from tl_lightning.models.generation import Generated, GenerationSettings, _as_ids, generate_responses, left_pad
-from tl_lightning.models.kv_cache import left_padded_cache, roomy_cache, suffix_cache
+from tl_lightning.models.kv_cache import left_padded_cache, roomy_cache
 from tl_lightning.models.prefill_plan import PrefixGroup, buckets, distinct, prefix_groups
 from tl_lightning.models.shared_prefix import SharedPrefix
 from tl_lightning.objectives.chunked import sampling_logits
@@ -92,15 +94,17 @@ class DecodeLoop(RolloutEngine):
             faster (RoTBench evaluation 378 s -> 345 s, benchmarks/eval_speed.py), off on GPU (not measured; one
             forward per prompt gives up batching there). Only for models whose layers all attend to the full
             past; others prefill padded.
-        read_prefix_once: rows that continue one prompt (a GRPO group's samples) or one shared prefix keep its
-            keys and values once, not a copy per row, and each decode step reads them once for all those rows
-            (`models/shared_prefix.py`). Only where the model can decode in parts (sdpa, full attention).
+        read_prefix_once: the copies of one prompt (a GRPO group's samples) keep its keys and values once, not
+            a copy per row, and each decode step reads them once for all those rows
+            (`models/shared_prefix.py`). None (default): on CPU, where it measured faster (GRPO shape 4.90x ->
+            5.37x of `HFGenerate`, benchmarks/rollout.py), off on GPU (not measured). Only where the model can
+            decode in parts (sdpa, full attention).
     """
 
     def __init__(self, share_prefixes: bool = True, min_shared_prefix: int = 32, prefill_tokens: int | None = 8192,
                  dense_copy: Literal["auto", "none", "float32", "bfloat16"] = "auto",
                  dense_max_gib: float | None = 2.0, merge_decode_gib: float | None = 1.0,
-                 unpadded_prefill: bool | None = None, read_prefix_once: bool = True) -> None:
+                 unpadded_prefill: bool | None = None, read_prefix_once: bool | None = None) -> None:
         if prefill_tokens is not None and prefill_tokens < 1:
             raise ValueError(f"prefill_tokens must be >= 1 or null, got {prefill_tokens}")
         if merge_decode_gib is not None and merge_decode_gib <= 0:
@@ -154,7 +158,7 @@ class DecodeLoop(RolloutEngine):
         logq: list[list[float] | None] = [None] * len(cut)
         pending: list[_Prefilled] = []
         alone = self._prefills_unpadded(model)
-        shared = self.read_prefix_once and can_decode_in_parts(model)
+        shared = self._reads_prefix_once(model)
 
         def decode(parts: list[_Prefilled]) -> None:
             rows = [i for p in parts for i in p.rows]
@@ -165,7 +169,7 @@ class DecodeLoop(RolloutEngine):
 
         for bucket in buckets(groups, [len(p) for p in unique], self.prefill_tokens):
             order = [d for g in bucket for d in g.members]
-            part, logits = _prefill(model, bucket, unique, pad_id, settings.max_new_tokens, alone, shared)
+            part, logits = _prefill(model, bucket, unique, pad_id, settings.max_new_tokens, alone)
             own = (lambda: roomy_cache(model.config, settings.max_new_tokens)) if shared else None
             part = _expanded(part, logits, [copies[d] for d in order], own)
             if pending and not self._joins(model, pending + [part], settings.max_new_tokens):
@@ -175,6 +179,11 @@ class DecodeLoop(RolloutEngine):
         if pending:
             decode(pending)
         return Generated(responses, logq if settings.do_sample else None)
+
+    def _reads_prefix_once(self, model) -> bool:
+        on_cpu = next(model.parameters()).device.type == "cpu"
+        wanted = on_cpu if self.read_prefix_once is None else self.read_prefix_once
+        return wanted and can_decode_in_parts(model)
 
     def _prefills_unpadded(self, model) -> bool:
         on_cpu = next(model.parameters()).device.type == "cpu"
@@ -223,13 +232,14 @@ def _continuing(prefix: Part, owner: torch.Tensor, own: DynamicCache) -> Part:
 
 
 def _prefill(model, bucket: list[PrefixGroup], prompts: list[list[int]], pad_id: int,
-             room: int, alone: bool, shared: bool = False) -> tuple[Part, torch.Tensor]:
+             room: int, alone: bool) -> tuple[Part, torch.Tensor]:
     """(the bucket's `Part`, next-token logits), one row per member in group order. Shared prefixes are
     prefilled once, the cache expanded to the members, then each member's tail: padding sits between prefix and
     tail, masked, with positions that skip it. Nothing shared: one stage of whole prompts. Whole prompts or
-    shared prefixes are prefilled one at a time (`_prefill_alone`) when `alone`, else as one padded batch. With
-    `shared`, the members keep their shared prefix once for the decode (`SharedPrefix`) and only their tails as
-    their own cache.
+    shared prefixes are prefilled one at a time (`_prefill_alone`) when `alone`, else as one padded batch.
+    (Decoding the members of a group on their shared prefix kept once, `SharedPrefix`, measured slower on
+    RoTBench: 246.6 s against 233.9 s with a copy per member; its groups are small, and the two-part attention
+    costs more per step in small operations than reading the copies does.)
     (Keeping a shared prefix once for the decode as well, read once per step for all its rows, measured no
     faster on CPU: decode is bound by the matrix products over the weights there, not by reading the cache.)"""
     device = next(model.parameters()).device
@@ -252,13 +262,9 @@ def _prefill(model, bucket: list[PrefixGroup], prompts: list[list[int]], pad_id:
         forward(model, heads, mask, cache)
     owner = torch.repeat_interleave(torch.arange(len(bucket), device=device),
                                     torch.tensor([len(g.members) for g in bucket], device=device))
-    heads = SharedPrefix([x.keys for x in cache.layers], [x.values for x in cache.layers], mask, owner)
-    cache.batch_select_indices(owner)  # the tails attend to their heads: one copy per member while they prefill
-    full_mask = torch.cat([mask[owner], tail_mask], dim=1)
-    logits = forward(model, tails, full_mask, cache)
-    if shared:
-        return Part(suffix_cache(model.config, cache, mask.size(1), room), tail_mask, heads), logits
-    return Part(cache, full_mask), logits
+    cache.batch_select_indices(owner)
+    mask = torch.cat([mask[owner], tail_mask], dim=1)
+    return Part(cache, mask), forward(model, tails, mask, cache)
 
 
 def _prefill_alone(model, prompts: list[list[int]], room: int) -> tuple[Part, torch.Tensor]:

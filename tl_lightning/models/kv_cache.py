@@ -79,22 +79,6 @@ def left_padded_cache(config, caches: list[DynamicCache], room: int) -> DynamicC
     return out
 
 
-def suffix_cache(config, cache: DynamicCache, start: int, room: int) -> DynamicCache:
-    """A `roomy_cache` holding a copy of positions `start:` of `cache`, with `room` to spare: the rows' own part
-    once what comes before is kept as a shared prefix."""
-    out = roomy_cache(config, room)
-    for layer, source in zip(out.layers, cache.layers):
-        keys, values = source.keys[..., start:, :], source.values[..., start:, :]
-        layer.adopt(_with_room(keys, room), _with_room(values, room), keys.shape[-2])
-    return out
-
-
-def _with_room(t: torch.Tensor, room: int) -> torch.Tensor:
-    buffer = t.new_empty(*t.shape[:2], t.shape[2] + room, t.shape[3])
-    buffer[..., :t.shape[2], :] = t
-    return buffer
-
-
 def _left_padded(rows: list[torch.Tensor], size: int) -> torch.Tensor:
     """A buffer of `size` positions holding `rows` (each 1 x heads x n x dim) right-aligned at the longest row's
     end, zeros before; the positions after are left for decoding."""
