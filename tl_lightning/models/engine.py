@@ -32,7 +32,7 @@ token. Greedy outputs are token-identical across engines up to float rounding of
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -96,8 +96,8 @@ class DecodeLoop(RolloutEngine):
             past; others prefill padded.
         read_prefix_once: the copies of one prompt (a GRPO group's samples) keep its keys and values once, not
             a copy per row, and each decode step reads them once for all those rows
-            (`models/shared_prefix.py`). None (default): on CPU, where it measured faster (GRPO shape 4.90x ->
-            5.37x of `HFGenerate`, benchmarks/rollout.py), off on GPU (not measured). Only where the model can
+            (`models/shared_prefix.py`). None (default): on CPU, where it measured faster (GRPO shape 4.96x ->
+            5.71x of `HFGenerate`, benchmarks/rollout.py), off on GPU (not measured). Only where the model can
             decode in parts (sdpa, full attention).
     """
 
@@ -208,7 +208,8 @@ class _Prefilled:
     rows: list[int]
 
 
-def _expanded(part: Part, logits: torch.Tensor, copies: list[list[int]], own_cache=None) -> _Prefilled:
+def _expanded(part: Part, logits: torch.Tensor, copies: list[list[int]],
+              own_cache: Callable[[], DynamicCache] | None = None) -> _Prefilled:
     """A prefilled bucket (one row per distinct prompt) expanded to one row per copy of each prompt: a GRPO
     group's G samples share one prefill. With `own_cache` (reading prefixes once: makes an empty cache), the
     prompts' cache becomes the copies' shared prefix, each copy starting its own; else it is copied to each."""
@@ -237,11 +238,9 @@ def _prefill(model, bucket: list[PrefixGroup], prompts: list[list[int]], pad_id:
     prefilled once, the cache expanded to the members, then each member's tail: padding sits between prefix and
     tail, masked, with positions that skip it. Nothing shared: one stage of whole prompts. Whole prompts or
     shared prefixes are prefilled one at a time (`_prefill_alone`) when `alone`, else as one padded batch.
-    (Decoding the members of a group on their shared prefix kept once, `SharedPrefix`, measured slower on
-    RoTBench: 246.6 s against 233.9 s with a copy per member; its groups are small, and the two-part attention
-    costs more per step in small operations than reading the copies does.)
-    (Keeping a shared prefix once for the decode as well, read once per step for all its rows, measured no
-    faster on CPU: decode is bound by the matrix products over the weights there, not by reading the cache.)"""
+    (The members then decode on copies of their shared prefix: keeping it once for them, `SharedPrefix`, measured
+    slower on RoTBench, 246.6 s against 233.9 s; its groups are small, and the two-part attention costs more per
+    step in small operations than reading the copies does.)"""
     device = next(model.parameters()).device
     if all(len(g.members) == 1 for g in bucket):
         whole = [prompts[g.members[0]] for g in bucket]
