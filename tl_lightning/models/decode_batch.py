@@ -16,7 +16,7 @@ from transformers import AttentionInterface, DynamicCache
 from transformers.masking_utils import create_causal_mask
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
-from tl_lightning.models.kv_cache import bytes_per_row_token
+from tl_lightning.models.kv_cache import bytes_per_row_token, key_bytes_per_token
 from tl_lightning.models.shared_prefix import SharedPrefix, attend_with_prefix
 
 PARTS_ATTENTION = "tl_lightning_parts"
@@ -39,7 +39,7 @@ class Part:
         """The cache's size once `new_tokens` more are decoded."""
         if self.prefix is None:
             return len(self) * (self.mask.size(1) + new_tokens) * bytes_per_row_token(self.cache)
-        own = len(self) * (self.mask.size(1) + new_tokens) * self.prefix.bytes_per_token()  # own may be empty yet
+        own = len(self) * (self.mask.size(1) + new_tokens) * key_bytes_per_token(self.prefix.keys)  # own: empty yet
         return own + self.prefix.nbytes()
 
     def select(self, rows: torch.Tensor) -> None:

@@ -64,7 +64,12 @@ def roomy_cache(config, room: int) -> DynamicCache:
 
 def bytes_per_row_token(cache: DynamicCache) -> int:
     """Bytes that one row's keys and values take per cached token, over all layers."""
-    return sum(2 * layer.keys.element_size() * layer.keys.shape[1] * layer.keys.shape[3] for layer in cache.layers)
+    return key_bytes_per_token([layer.keys for layer in cache.layers])
+
+
+def key_bytes_per_token(keys: list[torch.Tensor]) -> int:
+    """Bytes of one token's keys and values, given each layer's keys (rows x heads x positions x dim)."""
+    return sum(2 * k.element_size() * k.shape[1] * k.shape[3] for k in keys)
 
 
 def left_padded_cache(config, caches: list[DynamicCache], room: int) -> DynamicCache:

@@ -38,10 +38,6 @@ class SharedPrefix:
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in (*self.keys, *self.values))
 
-    def bytes_per_token(self) -> int:
-        """Bytes of one token's keys and values over all layers (a row's own cache has the same layout)."""
-        return sum(2 * k.element_size() * k.shape[1] * k.shape[3] for k in self.keys)
-
     def slots(self) -> tuple[torch.Tensor, int]:
         """(each row's place among the rows of its prefix, the most rows any prefix has)."""
         if self._slots is None:
