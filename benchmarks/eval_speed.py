@@ -1,7 +1,7 @@
 """`main.py test` wall time, today's path against the rollout engine, on the same benchmark set (issue #26 (d)).
 
     OMP_NUM_THREADS=1 python -m benchmarks.eval_speed [--path rotbench/Data/First_Turn/clean.json] [--limit N]
-        [--options before batch8 after padded copied]
+        [--options before batch8 after padded copied bf16]
 
 Runs `python main.py test --config configs/smollm2/eval.yaml` once per option on one set, one process at a time,
 one torch thread each:
@@ -13,7 +13,9 @@ one torch thread each:
   of at most 2,048 tokens with every shared prefix once, and decodes the buckets together (`merge_decode_gib`);
   each prompt (or shared prefix) is prefilled on its own, unpadded, with the causal attention kernel;
 * `padded`: `after` with each bucket prefilled as one padded batch (`unpadded_prefill: false`);
-* `copied`: `after` with every row decoding on its own copy of its shared prefix (`read_prefix_once: false`).
+* `copied`: `after` with every row decoding on its own copy of its shared prefix (`read_prefix_once: false`);
+* `bf16`: `after` on a bfloat16 dense copy (`dense_copy: bfloat16`): fast only on CPUs with native bf16 matrix
+  units (AMX); its outputs differ from fp32 by rounding, so the identical-output count is the agreement.
 Prints, as JSON, each run's wall time (model loading included), the scores of its summary.json and, against the
 first option, how many outputs are identical item by item, with the machine's load average. Needs
 `runs/smollm2-135m` (`python -m tl_lightning.models.pretrained smollm2 runs/smollm2-135m`).
@@ -37,7 +39,8 @@ OPTIONS = {"before": ["--model.init_args.engine=tl_lightning.models.engine.HFGen
                       "--data.init_args.batch_size=8"],
            "after": [],
            "padded": ["--model.init_args.engine.init_args.unpadded_prefill=false"],
-           "copied": ["--model.init_args.engine.init_args.read_prefix_once=false"]}
+           "copied": ["--model.init_args.engine.init_args.read_prefix_once=false"],
+           "bf16": ["--model.init_args.engine.init_args.dense_copy=bfloat16"]}
 
 
 def run(name: str, path: str, limit: int | None, out: Path) -> dict:

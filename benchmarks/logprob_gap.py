@@ -6,6 +6,9 @@ prompts and model, sampled at one temperature, side by side in one process.
 * `now`: `models.generation.generate_responses` (our temperature, no truncation, log q recorded by the sampler),
   scored by a learner at the sampling temperature (`objectives.chunked.sampling_logits`).
 
+* `engine float32` / `engine bfloat16`: the rollout engine (`DecodeLoop`) sampling on its dense copy in that dtype
+  (dequantized base, LoRA merged), scored by the same learner: what the copy costs in agreement (issue #26).
+
 Printed per side: mean and max |log q − log π| over sampled tokens (the `rollout/logprob_gap` metric).
 
     OMP_NUM_THREADS=1 python -m benchmarks.logprob_gap [--checkpoint runs/smollm2-135m] [--prompts 8]
@@ -26,6 +29,7 @@ from tl_lightning.data.steps import all_step_prompts
 from tl_lightning.data.tokenization import prompt_token_ids
 from tl_lightning.data.toolworld import ToolWorld
 from tl_lightning.format.render import ChatTemplateFormat, stop_token_ids
+from tl_lightning.models.engine import DecodeLoop
 from tl_lightning.models.generation import GenerationSettings, generate_responses, left_pad
 from tl_lightning.models.loading import ModelSettings, load_for_inference
 from tl_lightning.objectives.chunked import sampling_logits
@@ -87,8 +91,14 @@ def run(checkpoint: str, n_prompts: int, new_tokens: int, temperature: float) ->
     out = generate_responses(model, ids, tok.pad_token_id, stops, settings)
     now = gap([torch.tensor(x) for x in out.logprobs],
               learner_logprobs(model, ids, out.responses, tok.pad_token_id, temperature))
+    engines = {}
+    for dtype in ("float32", "bfloat16"):
+        torch.manual_seed(0)
+        out = DecodeLoop(dense_copy=dtype).generate(model, ids, tok.pad_token_id, stops, settings)
+        engines[f"engine {dtype}"] = gap([torch.tensor(x) for x in out.logprobs],
+                                         learner_logprobs(model, ids, out.responses, tok.pad_token_id, temperature))
     return {"checkpoint": checkpoint, "prompts": n_prompts, "new_tokens": new_tokens, "temperature": temperature,
-            "before": before, "now": now}
+            "before": before, "now": now, **engines}
 
 
 def main() -> None:

@@ -8,7 +8,8 @@ Shapes (issue #26): `grpo`: SmolLM2-135M NF4 + LoRA, 2 ToolWorld prompts x 8 sam
 "none")`: shared prefixes, length buckets, finished rows leave, in-place KV cache); `loop+dense` (the same on a
 dense fp32 copy rebuilt every call, refresh included: what the default `DecodeLoop()` does on CPU);
 `loop+dense copied` (the same with every sample decoding on its own copy of the prompt's keys and values,
-`read_prefix_once=False`: the default before it read them once per step). Each
+`read_prefix_once=False`: the default before it read them once per step); `loop+dense bf16` (a bfloat16 copy:
+for CPUs with native bf16 matrix units). Each
 repetition runs every option once, in turn, with the same seed; medians and ranges are printed as JSON with the
 machine's load average. The SmolLM2 shapes need `runs/smollm2-135m` (`python -m tl_lightning.models.pretrained
 smollm2 runs/smollm2-135m`).
@@ -56,7 +57,9 @@ def run_shape(model, tok, prompts: list[list[int]], new_tokens: int, reps: int) 
                "loop+dense": lambda: DecodeLoop(dense_copy="float32").generate(model, prompts, tok.pad_token_id,
                                                                                stops, settings),
                "loop+dense copied": lambda: DecodeLoop(dense_copy="float32", read_prefix_once=False).generate(
-                   model, prompts, tok.pad_token_id, stops, settings)}
+                   model, prompts, tok.pad_token_id, stops, settings),
+               "loop+dense bf16": lambda: DecodeLoop(dense_copy="bfloat16").generate(model, prompts, tok.pad_token_id,
+                                                                                     stops, settings)}
     rates: dict[str, list[float]] = {k: [] for k in options}
     for rep in range(reps):
         for name, generate in options.items():
