@@ -25,6 +25,21 @@ def test_group_advantages_hand_computed():
         assert torch.equal(adv[4:], torch.zeros(4))
 
 
+def test_grpo_cannot_tell_irm_from_binary_in_a_group_of_two_outcomes():
+    """Why the study's GRPO arms with the IRM and the binary reward trained almost the same adapter
+    (docs/real_model.md): std-scaled advantages ignore any increasing affine change of a group's rewards, and a
+    group of 4 samples mostly holds at most two outcomes. Only a group with two different errors tells them apart."""
+    irm = torch.tensor([1.0, -1.5, -1.5, -1.5,   1.0, 1.0, -2.0, 1.0,   -1.5, -2.0, -1.5, 1.0])
+    binary = torch.tensor([1.0, 0.0, 0.0, 0.0,   1.0, 1.0, 0.0, 1.0,   0.0, 0.0, 0.0, 1.0])
+    a_irm, a_binary = (group_advantages(r, 4, "mean", scale_by_std=True, eps=0.0) for r in (irm, binary))
+    # groups 1 and 2: right vs one kind of error; group 1 by hand: mean -0.875, deviations 1.875, -0.625 (x3),
+    # sample std sqrt((1.875^2 + 3 * 0.625^2) / 3) = 1.25
+    torch.testing.assert_close(a_irm[:4], torch.tensor([1.5, -0.5, -0.5, -0.5]))
+    torch.testing.assert_close(a_irm[:8], a_binary[:8])
+    # group 3: a wrong tool (-1.5) and a hallucinated one (-2.0) differ under IRM, not under the binary reward
+    assert a_irm[8] > a_irm[9] and a_binary[8] == a_binary[9]
+
+
 @settings(max_examples=50, deadline=None)
 @given(groups=st.integers(1, 4), size=st.integers(2, 6), seed=st.integers(0, 1000))
 def test_group_advantages_sum_to_zero_per_group(groups, size, seed):
