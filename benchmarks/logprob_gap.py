@@ -5,7 +5,6 @@ prompts and model, sampled at one temperature, side by side in one process.
   scored by a learner at temperature 1, as the update scored rollouts then.
 * `now`: `models.generation.generate_responses` (our temperature, no truncation, log q recorded by the sampler),
   scored by a learner at the sampling temperature (`objectives.chunked.sampling_logits`).
-
 * `engine float32` / `engine bfloat16`: the rollout engine (`DecodeLoop`) sampling on its dense copy in that dtype
   (dequantized base, LoRA merged), scored by the same learner: what the copy costs in agreement (issue #26).
 
