@@ -183,14 +183,10 @@ class DecodeLoop(RolloutEngine):
         return Generated(responses, logq if settings.do_sample else None)
 
     def _reads_prefix_once(self, model) -> bool:
-        on_cpu = next(model.parameters()).device.type == "cpu"
-        wanted = on_cpu if self.read_prefix_once is None else self.read_prefix_once
-        return wanted and can_decode_in_parts(model)
+        return _on_cpu_unless_set(self.read_prefix_once, model) and can_decode_in_parts(model)
 
     def _prefills_unpadded(self, model) -> bool:
-        on_cpu = next(model.parameters()).device.type == "cpu"
-        wanted = on_cpu if self.unpadded_prefill is None else self.unpadded_prefill
-        return wanted and attends_to_full_past(model)
+        return _on_cpu_unless_set(self.unpadded_prefill, model) and attends_to_full_past(model)
 
     def _joins(self, model, parts: list[_Prefilled], new_tokens: int) -> bool:
         """Whether these prefilled buckets decode as one batch: the model can decode in parts, and their caches
@@ -198,6 +194,11 @@ class DecodeLoop(RolloutEngine):
         if self.merge_decode_gib is None or not can_decode_in_parts(model):
             return False
         return sum(p.part.nbytes(new_tokens) for p in parts) <= self.merge_decode_gib * 2**30
+
+
+def _on_cpu_unless_set(setting: bool | None, model) -> bool:
+    """An engine option measured only on CPU: None means on there, off elsewhere."""
+    return next(model.parameters()).device.type == "cpu" if setting is None else setting
 
 
 @dataclass
