@@ -52,7 +52,15 @@ class Protocol:
     """The engine's budget for the caches of buckets decoded together (`DecodeLoop.merge_decode_gib`)."""
     rl_iterations: int = 12
     rl_prompts: int = 2
+    rl_seeds: tuple[int, ...] = (0, 1, 2)
+    """Seeds of every RL arm (`seed_everything`: what it samples and the order of its prompts, and PPO's value
+    head); every seed starts from the same SFT adapter, so their spread is RL's own."""
+
+
+def rl_stage(arm: str, seed: int) -> str:
+    """The stage name of one RL arm's seed (seed 0 keeps the name it had before RL had seeds)."""
+    return f"rl_{arm}" if seed == 0 else f"rl_{arm}_s{seed}"
 
 
 QUICK = Protocol(lrs=(3e-4, 1e-3), seeds=(0, 1), sft_steps=2, train_size=8, val_items=3, test_items=3,
-                 max_new_tokens=8, rl_iterations=1)
+                 max_new_tokens=8, rl_iterations=1, rl_seeds=(0,))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from benchmarks.study.protocol import RL_ARMS, VARIANTS, Protocol
+from benchmarks.study.protocol import RL_ARMS, VARIANTS, Protocol, rl_stage
 from benchmarks.study.stats import METRICS, category_share, choose_lr, estimate, paired, per_item_mean, rate, summary
 
 MECHANISMS = {"tool_hallucination": {"tool_hallucination"}, "wrong_tool": {"wrong_tool"},
@@ -18,15 +18,16 @@ def _read(out: Path, name: str) -> dict | None:
 
 
 def collect(out: Path, p: Protocol) -> dict[str, list[dict]]:
-    """Arm → the per-item scores of its runs (SFT variants: every finished seed; RL arms: their one run)."""
+    """Arm → the per-item scores of its runs (every finished seed)."""
     arms = {}
     for variant in VARIANTS:
         runs = [r["scores"] for s in p.seeds if (r := _read(out, f"test_{variant}_s{s}"))]
         if runs:
             arms[variant] = runs
     for arm in RL_ARMS:
-        if r := _read(out, f"test_rl_{arm}"):
-            arms[arm] = [r["scores"]]
+        runs = [r["scores"] for s in p.rl_seeds if (r := _read(out, f"test_{rl_stage(arm, s)}"))]
+        if runs:
+            arms[arm] = runs
     return arms
 
 
@@ -50,6 +51,7 @@ def arm_table(runs: list[dict]) -> dict:
             continue
         sets = [r[name] for r in runs]
         table[name] = {"items": len(sets[0]), "seeds": len(sets),
+                       "per_seed": [summary(run) for run in sets],  # how far seeds move it, beside the interval
                        **{m: estimate(per_item_mean(sets, m)) for m in METRICS},
                        **{k: rate(sets, cats) for k, cats in MECHANISMS.items()}}
     return table
@@ -82,8 +84,9 @@ def differences(arms: dict[str, list[dict]], baseline: str = "plain") -> dict:
 
 
 def rl_differences(out: Path, arms: dict[str, list[dict]]) -> dict:
-    """RL's effect: each RL arm against the SFT run it started from (its variant's seed 0, the same adapter), and
-    each reward against the paper's (`grpo_irm`), paired per item. Keys: "<arm> − <baseline>"."""
+    """RL's effect: each RL arm (the mean of its seeds per item) against the SFT run every seed started from (its
+    variant's seed 0, the same adapter), and each reward against the paper's (`grpo_irm`), paired per item. Keys:
+    "<arm> − <baseline>"."""
     out_diffs = {}
     for arm in RL_ARMS:
         run = _read(out, f"rl_{arm}") if arm in arms else None
@@ -120,13 +123,14 @@ def markdown(report: dict) -> str:
             lines.append(f"| {variant} | " + " | ".join(cells) + " |")
         lines.append("")
     for arm, table in report["arms"].items():
-        lines += [f"### {arm}", "", "| set | items × seeds | TS | PI | CF | hallucinated tool | wrong tool |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += [f"### {arm}", "", "| set | items × seeds | TS | PI | CF | hallucinated tool | wrong tool "
+                  "| TS / CF per seed |", "|---|---|---|---|---|---|---|---|"]
         for name, t in table.items():
             if name == "mae_repeats":
                 continue
             cells = [_cell(t[m]) for m in (*METRICS, "tool_hallucination", "wrong_tool")]
-            lines.append(f"| {name} | {t['items']} × {t['seeds']} | " + " | ".join(cells) + " |")
+            seeds = ", ".join(f"{100 * r['ts']:.1f} / {100 * r['cf']:.1f}" for r in t["per_seed"])
+            lines.append(f"| {name} | {t['items']} × {t['seeds']} | " + " | ".join(cells) + f" | {seeds} |")
         if "mae_repeats" in table:
             lines.append(f"\nRepeats of its training data's erroneous calls: {_cell(table['mae_repeats'])}")
         lines.append("")

@@ -8,7 +8,8 @@
 2. Every seed's adapter is scored per item on the test sets (at least 100 items each where the file has them:
    held-out ToolWorld, RoTBench First_Turn clean and heavy with RoTBench's official scoring, ToolAlpaca eval_real),
    and on the MAE mechanism: the erroneous calls of its own training data, prompted in the same situations.
-3. RL arms (`protocol.RL_ARMS`) start from the variant with the best validation CF, at equal rollout budgets.
+3. RL arms (`protocol.RL_ARMS`) start from the variant with the best validation CF (its seed-0 adapter), at
+   equal rollout budgets, each with the protocol's RL seeds.
 4. The report (`report.py`) gives TS / PI / CF with 95% bootstrap intervals and the paired per-item differences
    against plain SFT, and the wall time of every stage.
 
@@ -30,7 +31,7 @@ from pathlib import Path
 
 from benchmarks.real_model.run import CHECKPOINT, stage
 from benchmarks.real_model.stages import EVAL_SEED, SHARED, Scale, _fit, log, metric_curve, rl
-from benchmarks.study.protocol import QUICK, RL_ARMS, VARIANTS, Protocol
+from benchmarks.study.protocol import QUICK, RL_ARMS, VARIANTS, Protocol, rl_stage
 from benchmarks.study.report import write_report
 from benchmarks.study.stats import choose_lr, summary
 from tl_lightning.core.checkpoints import ensure_checkpoint, load_tokenizer
@@ -183,21 +184,25 @@ def best_variant(results: Path, p: Protocol) -> tuple[str, float, dict]:
     return best[1:]
 
 
-def run_rl(p: Protocol, checkpoint: str, results: Path, out: Path, arms: list[str] | None = None) -> None:
+def run_rl(p: Protocol, checkpoint: str, results: Path, out: Path, arms: list[str] | None = None,
+           seeds: list[int] | None = None) -> None:
     variant, lr, start = best_variant(results, p)
     log(f"RL starts from {variant} ({start['adapter']})")
     tests = test_sets(load_tokenizer(checkpoint), p)
     scale = Scale(train_size=p.train_size, rl_iterations=p.rl_iterations, rl_prompts=p.rl_prompts)
     for arm in arms or list(RL_ARMS):
         method, overrides = RL_ARMS[arm]
+        for seed in seeds if seeds is not None else p.rl_seeds:
+            name = rl_stage(arm, seed)
 
-        def run_arm(method: str = method, overrides: tuple = overrides, arm: str = arm) -> dict:
-            adapter = ensure_adapter(start, lambda: train(variant, lr, 0, p, checkpoint, out))
-            return {**rl(adapter, "paper", checkpoint, scale, out, method, overrides, f"rl_{arm}"), "start": variant}
+            def run_arm(method: str = method, overrides: tuple = overrides, name: str = name, seed: int = seed) -> dict:
+                adapter = ensure_adapter(start, lambda: train(variant, lr, 0, p, checkpoint, out))
+                return {**rl(adapter, "paper", checkpoint, scale, out, method,
+                             (*overrides, f"--seed_everything={seed}"), name), "start": variant, "seed": seed}
 
-        result = stage(results, f"rl_{arm}", run_arm)
-        stage(results, f"test_rl_{arm}", lambda result=result, retrain=run_arm: {
-            "adapter": result["adapter"], "scores": score(checkpoint, ensure_adapter(result, retrain), tests, p)})
+            result = stage(results, name, run_arm)
+            stage(results, f"test_{name}", lambda result=result, retrain=run_arm: {
+                "adapter": result["adapter"], "scores": score(checkpoint, ensure_adapter(result, retrain), tests, p)})
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -210,14 +215,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--part", choices=["sweep", "sft", "rl", "report", "all"], default="all",
                     help="sweep: only the learning-rate sweeps; sft: sweeps, seeds and their tests")
     ap.add_argument("--seeds", nargs="+", type=int, default=None,
-                    help="train and test only these of the protocol's seeds (default all): e.g. seed 0 of every "
-                         "variant first")
+                    help="train and test only these of the protocol's seeds (default all; SFT seeds with --part "
+                         "sweep/sft, RL seeds with --part rl): e.g. seed 0 of every variant first")
     ap.add_argument("--arms", nargs="+", choices=list(RL_ARMS), default=None,
                     help="run only these RL arms, in this order (default all): two halves side by side")
     ap.add_argument("--quick", action="store_true", help="toy sizes: the whole pipeline in minutes")
     ap.add_argument("--checkpoint", default=CHECKPOINT)
     a = ap.parse_args(argv)
     p = QUICK if a.quick else Protocol()
+    for parts, allowed, kind in ((("sweep", "sft", "all"), p.seeds, "SFT"), (("rl", "all"), p.rl_seeds, "RL")):
+        if a.part in parts and set(a.seeds or ()) - set(allowed):
+            ap.error(f"--seeds {sorted(set(a.seeds) - set(allowed))} are not among the protocol's {kind} seeds "
+                     f"{list(allowed)}")
     out = Path(a.out or ("runs/study-quick" if a.quick else "runs/study"))
     results = Path(a.results) if a.results else out
     for d in (out, results):
@@ -225,12 +234,9 @@ def main(argv: list[str] | None = None) -> None:
     (results / "protocol.json").write_text(json.dumps(asdict(p), indent=1))
     checkpoint = ensure_checkpoint(a.checkpoint, SmolLM2())
     if a.part in ("sweep", "sft", "all"):
-        unknown = set(a.seeds or ()) - set(p.seeds)
-        if unknown:
-            ap.error(f"--seeds {sorted(unknown)} are not among the protocol's seeds {list(p.seeds)}")
         run_sft(a.variants, p, checkpoint, results, out, sweep_only=a.part == "sweep", seeds=a.seeds)
     if a.part in ("rl", "all"):
-        run_rl(p, checkpoint, results, out, a.arms)
+        run_rl(p, checkpoint, results, out, a.arms, seeds=a.seeds)
     write_report(results, p)
 
 

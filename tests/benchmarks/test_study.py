@@ -61,6 +61,7 @@ def test_the_report_reads_finished_stages_and_pairs_variants_with_plain(tmp_path
     assert report["arms"]["plain"]["mae_repeats"]["mean"] == 0.5
     assert report["wall_hours"] == 2.0
     assert "| toolworld_heldout | 4 × 2 |" in (tmp_path / "report.md").read_text()
+    assert "| 100.0 / 75.0, 100.0 / 75.0 |" in (tmp_path / "report.md").read_text()  # TS / CF of each seed
 
 
 def test_mechanism_rates_are_paired_per_item_too():
@@ -74,16 +75,18 @@ def test_mechanism_rates_are_paired_per_item_too():
 
 
 def test_rl_arms_pair_with_the_sft_run_they_started_from_and_rewards_with_irm(tmp_path):
-    stages = {"test_mae_s0": [0, 0, 1, 0], "test_rl_grpo_irm": [1, 0, 1, 0], "test_rl_grpo_binary": [1, 1, 1, 1]}
+    stages = {"test_mae_s0": [0, 0, 1, 0], "test_rl_grpo_irm": [1, 0, 1, 0], "test_rl_grpo_irm_s1": [1, 1, 1, 0],
+              "test_rl_grpo_binary": [1, 1, 1, 1]}
     for stage, cfs in stages.items():
         (tmp_path / f"{stage}.json").write_text(json.dumps({"scores": {"toolworld_heldout": _items(cfs)}}))
     for arm in ("grpo_irm", "grpo_binary"):
         (tmp_path / f"rl_{arm}.json").write_text(json.dumps({"start": "mae", "adapter": "a"}))
-    report = write_report(tmp_path, Protocol(seeds=(0,)))
+    report = write_report(tmp_path, Protocol(seeds=(0,), rl_seeds=(0, 1)))
     pairs = report["rl_paired"]
-    assert pairs["grpo_irm − mae seed 0"]["toolworld_heldout"]["cf"]["mean"] == 0.25
+    assert report["arms"]["grpo_irm"]["toolworld_heldout"]["seeds"] == 2
+    assert pairs["grpo_irm − mae seed 0"]["toolworld_heldout"]["cf"]["mean"] == 0.375  # seed means 1, .5, 1, 0
     assert pairs["grpo_binary − mae seed 0"]["toolworld_heldout"]["cf"]["mean"] == 0.75
-    assert pairs["grpo_binary − grpo_irm"]["toolworld_heldout"]["cf"]["mean"] == 0.5
+    assert pairs["grpo_binary − grpo_irm"]["toolworld_heldout"]["cf"]["mean"] == 0.375
     assert "### grpo_binary − grpo_irm (paired per item)" in (tmp_path / "report.md").read_text()
     assert (tmp_path / "differences.png").stat().st_size > 0
 
@@ -138,3 +141,13 @@ def test_stages_kept_in_the_results_folder_are_not_run_again(tmp_path, monkeypat
     monkeypatch.setattr(run, "train", lambda *a, **k: pytest.fail("a kept stage was trained again"))
     run.run_sft(["plain"], p, "ckpt", results=tmp_path, out=tmp_path / "runs")  # nothing left to run
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+@pytest.mark.parametrize("part, kind", [("sft", "SFT"), ("rl", "RL")])
+def test_seeds_outside_the_protocol_end_in_one_line(tmp_path, capsys, part, kind):
+    from benchmarks.study.run import main
+
+    with pytest.raises(SystemExit):
+        main(["--part", part, "--seeds", "1", "7", "--out", str(tmp_path)])
+    assert f"--seeds [7] are not among the protocol's {kind} seeds [0, 1, 2]" in capsys.readouterr().err
+    assert not (tmp_path / "protocol.json").exists()  # refused before anything was written
