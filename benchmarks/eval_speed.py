@@ -1,7 +1,7 @@
 """`main.py test` wall time, today's path against the rollout engine, on the same benchmark set (issue #26 (d)).
 
     OMP_NUM_THREADS=1 python -m benchmarks.eval_speed [--path rotbench/Data/First_Turn/clean.json] [--limit N]
-        [--options before batch8 after padded copied bf16]
+        [--options before batch8 after padded copied rows bf16]
 
 Runs `python main.py test --config configs/smollm2/eval.yaml` once per option on one set, one process at a time,
 one torch thread each:
@@ -14,6 +14,7 @@ one torch thread each:
   each prompt (or shared prefix) is prefilled on its own, unpadded, with the causal attention kernel;
 * `padded`: `after` with each bucket prefilled as one padded batch (`unpadded_prefill: false`);
 * `copied`: `after` with every row decoding on its own copy of its shared prefix (`read_prefix_once: false`);
+* `rows`: `after` with the dense copy's linear weights stored row-major (`column_major_copy: false`);
 * `bf16`: `after` on a bfloat16 dense copy (`dense_copy: bfloat16`): fast only on CPUs with native bf16 matrix
   units (AMX); its outputs differ from fp32 by rounding, so the identical-output count is the agreement.
 Prints, as JSON, each run's wall time (model loading included), the scores of its summary.json and, against the
@@ -40,6 +41,7 @@ OPTIONS = {"before": ["--model.init_args.engine=tl_lightning.models.engine.HFGen
            "after": [],
            "padded": ["--model.init_args.engine.init_args.unpadded_prefill=false"],
            "copied": ["--model.init_args.engine.init_args.read_prefix_once=false"],
+           "rows": ["--model.init_args.engine.init_args.column_major_copy=false"],
            "bf16": ["--model.init_args.engine.init_args.dense_copy=bfloat16"]}
 
 

@@ -344,3 +344,30 @@ def test_sample_categorical_draws_the_distribution_and_never_a_token_of_zero_mas
     assert counts[[0, 2, 5]].tolist() == [0.0, 0.0, 0.0]
     assert torch.allclose(counts[[1, 3, 4]], torch.tensor([0.1, 0.2, 0.7]), atol=0.005)  # ~5 standard errors
     assert sample_categorical(torch.tensor([[0.0, 0.0, 1.0]])).tolist() == [2]
+
+
+def test_a_column_major_copy_holds_the_same_weights_and_generates_the_same(policy):
+    model, tok = policy
+    rows = DenseCopy(torch.float32).refresh(model)
+    columns = DenseCopy(torch.float32, column_major=True)
+    columns.refresh(model)
+    pairs = [(a, b) for a, b in zip(rows.modules(), columns.model.modules()) if isinstance(a, torch.nn.Linear)]
+    assert pairs and all(torch.equal(a.weight, b.weight) and b.weight.t().is_contiguous()
+                         and not b.weight.is_contiguous() for a, b in pairs)
+    settings = GenerationSettings(max_new_tokens=24)
+    greedy = [DecodeLoop().generate(copy, _prompts(), tok.pad_token_id, [tok.eos_token_id], settings).responses
+              for copy in (rows, columns.model)]
+    assert greedy[0] == greedy[1]
+    lora_b = next(p for n, p in model.named_parameters() if "lora_B" in n)
+    with torch.no_grad():
+        lora_b.add_(0.3)
+        try:  # a refresh writes the updated weights into the same layout
+            assert columns.refresh(model) is columns.model
+            updated = DenseCopy(torch.float32).refresh(model)
+            for a, b in zip(updated.modules(), columns.model.modules()):
+                if isinstance(a, torch.nn.Linear):
+                    assert torch.equal(a.weight, b.weight) and b.weight.t().is_contiguous()
+        finally:
+            lora_b.sub_(0.3)
+    assert DecodeLoop().sampling_model(model).lm_head.weight.t().is_contiguous()  # the CPU default
+    assert DecodeLoop(column_major_copy=False).sampling_model(model).lm_head.weight.is_contiguous()

@@ -47,16 +47,28 @@ def dense_bytes(model: torch.nn.Module, dtype: torch.dtype) -> int:
     return total
 
 
+def store_column_major(model: torch.nn.Module) -> None:
+    """Store every `nn.Linear` weight column-major: the same (out x in) values, laid out as its transpose. `F.linear`
+    then multiplies by a contiguous (in x out) matrix, which MKL's fp32 GEMM streams faster for the few rows of a
+    decode step, where reading the weights is the cost (`DecodeLoop.column_major_copy` has the numbers). Values
+    are unchanged; a product may sum in another order (float rounding)."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.Linear):
+            module.weight.data = module.weight.data.t().contiguous().t()
+
+
 class DenseCopy:
     """Keeps a dense copy of a (peft, possibly quantized) policy for sampling.
 
     Args:
         dtype: dtype of the copy's weights and compute.
         max_gib: refuse (one line) when the copy would exceed this many GiB; None: no limit.
+        column_major: store the copy's linear weights column-major (`store_column_major`); refreshes keep it.
     """
 
-    def __init__(self, dtype: torch.dtype = torch.float32, max_gib: float | None = None) -> None:
-        self.dtype, self.max_gib = dtype, max_gib
+    def __init__(self, dtype: torch.dtype = torch.float32, max_gib: float | None = None,
+                 column_major: bool = False) -> None:
+        self.dtype, self.max_gib, self.column_major = dtype, max_gib, column_major
         self.model: torch.nn.Module | None = None
 
     def refresh(self, policy: torch.nn.Module, adapter: str = "default") -> torch.nn.Module:
@@ -74,6 +86,8 @@ class DenseCopy:
                 copy = AutoModelForCausalLM.from_config(base.config, dtype=self.dtype)
             self.model = copy.to_empty(device=device).eval()
             self.model.generation_config = base.generation_config
+            if self.column_major:
+                store_column_major(self.model)  # `copy_` below writes into this layout
         with torch.no_grad():
             for name, target in self.model.named_modules():
                 params = dict(target.named_parameters(recurse=False))
