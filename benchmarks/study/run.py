@@ -31,7 +31,7 @@ from pathlib import Path
 
 from benchmarks.real_model.run import CHECKPOINT, stage
 from benchmarks.real_model.stages import EVAL_SEED, SHARED, Scale, _fit, log, metric_curve, rl
-from benchmarks.study.protocol import QUICK, RL_ARMS, VARIANTS, Protocol, rl_stage
+from benchmarks.study.protocol import QUICK, RL_ARMS, VARIANTS, Protocol, rl_seed_settings, rl_stage
 from benchmarks.study.report import write_report
 from benchmarks.study.stats import choose_lr, summary
 from tl_lightning.core.checkpoints import ensure_checkpoint, load_tokenizer
@@ -198,7 +198,7 @@ def run_rl(p: Protocol, checkpoint: str, results: Path, out: Path, arms: list[st
             def run_arm(method: str = method, overrides: tuple = overrides, name: str = name, seed: int = seed) -> dict:
                 adapter = ensure_adapter(start, lambda: train(variant, lr, 0, p, checkpoint, out))
                 return {**rl(adapter, "paper", checkpoint, scale, out, method,
-                             (*overrides, f"--seed_everything={seed}"), name), "start": variant, "seed": seed}
+                             (*overrides, *rl_seed_settings(seed)), name), "start": variant, "seed": seed}
 
             result = stage(results, name, run_arm)
             stage(results, f"test_{name}", lambda result=result, retrain=run_arm: {

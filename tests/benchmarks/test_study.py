@@ -151,3 +151,19 @@ def test_seeds_outside_the_protocol_end_in_one_line(tmp_path, capsys, part, kind
         main(["--part", part, "--seeds", "1", "7", "--out", str(tmp_path)])
     assert f"--seeds [7] are not among the protocol's {kind} seeds [0, 1, 2]" in capsys.readouterr().err
     assert not (tmp_path / "protocol.json").exists()  # refused before anything was written
+
+
+@pytest.mark.parametrize("method", ["grpo", "ppo"])
+def test_an_rl_seed_reseeds_what_it_samples_and_the_prompt_order(method):
+    from pathlib import Path
+
+    from benchmarks.study.protocol import rl_seed_settings
+    from tl_lightning.cli.app import TLCLI
+
+    configs = Path(__file__).resolve().parents[2] / "configs"
+    cli = TLCLI(args=["--config", str(configs / "smollm2" / f"{method}.yaml"), "--config",
+                      str(configs / "tiny_ppo.yaml"), *rl_seed_settings(2)], run=False)
+    assert cli.model.hparams.rollout_seed == 2 and cli.datamodule.hparams.shuffle_seed == 2
+    shipped = TLCLI(args=["--config", str(configs / "smollm2" / f"{method}.yaml"), "--config",
+                          str(configs / "tiny_ppo.yaml"), *rl_seed_settings(0)], run=False)
+    assert shipped.model.hparams.rollout_seed == 0 and shipped.datamodule.hparams.shuffle_seed == 0
