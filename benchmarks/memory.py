@@ -4,6 +4,7 @@
     python -m benchmarks.memory                       # CPU validation: small shapes, model vs measured
     python -m benchmarks.memory --before-after        # the PPO / SFT memory changes at SmolLM2's shape
     python -m benchmarks.memory --rl                  # PPO (shared / adapter critic) vs GRPO, one rollout budget
+    python -m benchmarks.memory --engine              # each rollout-engine option at the GRPO shape (SmolLM2)
     python -m benchmarks.memory --project             # the modelled 7B table (CodeLlama-7B, NF4 + LoRA r16)
     python -m benchmarks.memory --shape codellama7b --seq 2048 --bf16 --grad-ckpt   # on a GPU
 
@@ -26,7 +27,8 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from benchmarks.memory_model import SHAPES, GiB, Run, ppo_iteration, sft_step, weight_bytes
+from benchmarks.memory_model import (SHAPES, GiB, Run, dense_copy_bytes, engine_generation, ppo_iteration, sft_step,
+                                     weight_bytes)
 
 MiB = 1024 ** 2
 
@@ -259,6 +261,48 @@ def child_ppo(spec: dict) -> dict:
     return result
 
 
+# ------------------------------------------------------------------------------------------- child: engine
+ENGINE_OPTIONS = {"hf": None, "loop": {"dense_copy": "none"}, "loop+dense": {"dense_copy": "float32"},
+                  "loop+dense copied": {"dense_copy": "float32", "read_prefix_once": False}}
+"""Rollout-engine option -> its `DecodeLoop` settings (None: `HFGenerate`), as in benchmarks/rollout.py."""
+
+
+def child_engine(spec: dict) -> dict:
+    import torch
+
+    from tl_lightning.models.engine import DecodeLoop, HFGenerate
+    from tl_lightning.models.generation import GenerationSettings
+    from tl_lightning.models.loading import load_policy
+
+    run = Run(**spec["run"])
+    model = load_policy(_settings(spec, run), "cpu").eval()
+    kwargs = ENGINE_OPTIONS[spec["option"]]
+    engine = HFGenerate() if kwargs is None else DecodeLoop(**kwargs)
+    g = torch.Generator().manual_seed(0)
+    prompts = [torch.randint(3, 1000, (spec["prompt"],), generator=g).tolist() for _ in range(spec["prompts"])]
+    rows = [p for p in prompts for _ in range(spec["group"])]
+    settings = GenerationSettings(max_new_tokens=spec["new_tokens"], do_sample=True)
+    # no stop token: every row decodes all its tokens, the cache's largest size
+    return {"measured": measure(lambda: engine.generate(model, rows, 0, [-1], settings)), "setup": setup_bytes()}
+
+
+def engine_cases(tmp: Path, shape: str = "smollm2", prompt: int = 768, new: int = 64, prompts: int = 2,
+                 group: int = 8) -> list[dict]:
+    """Each rollout-engine option at the GRPO shape, in fp32 on CPU, beside `memory_model.engine_generation`."""
+    ckpt = str(build_checkpoint(shape, tmp / shape))
+    run, s, rows = Run(1, 0, lora_r=16, dtype_bytes=4), SHAPES[shape], []
+    for option, kwargs in ENGINE_OPTIONS.items():
+        spec = {"checkpoint": ckpt, "run": asdict(run), "prompt": prompt, "new_tokens": new, "prompts": prompts,
+                "group": group, "option": option}
+        dense = kwargs is not None and kwargs.get("dense_copy") == "float32"
+        modelled = engine_generation(s, prompt, new, prompts, group, 4, dense_copy_bytes(s, 4) if dense else 0,
+                                     read_prefix_once=kwargs is not None and kwargs.get("read_prefix_once", True),
+                                     padded_batch=kwargs is None)
+        rows.append(row(f"engine {option}, {shape} {prompts} prompts × {group}, {prompt}+{new}", run_child(
+            "engine", spec), modelled, shape))
+    return rows
+
+
 class NeverStops:
     """The tokenizer as generation and decoding see it, with an end-of-sequence id no model emits."""
 
@@ -466,6 +510,7 @@ def main() -> None:
     ap.add_argument("--before-after", action="store_true")
     ap.add_argument("--project", action="store_true")
     ap.add_argument("--rl", action="store_true", help="PPO vs GRPO memory per iteration (h256 L4, CPU-sized)")
+    ap.add_argument("--engine", action="store_true", help="each rollout-engine option at the GRPO shape (SmolLM2)")
     ap.add_argument("--shape", choices=sorted(SHAPES), default=None,
                     help="SFT at each --seq, then PPO (prompt 1024 + 256, batch 8) with each critic, at this shape")
     ap.add_argument("--seq", type=int, nargs="*", default=[1024], help="SFT sequence lengths (none: PPO only)")
@@ -476,7 +521,8 @@ def main() -> None:
     a = ap.parse_args()
     if a.child:
         kind, spec = a.child
-        print("RESULT " + json.dumps((child_sft if kind == "sft" else child_ppo)(json.loads(spec))), flush=True)
+        child = {"sft": child_sft, "ppo": child_ppo, "engine": child_engine}[kind]
+        print("RESULT " + json.dumps(child(json.loads(spec))), flush=True)
         return
     import torch
 
@@ -488,7 +534,8 @@ def main() -> None:
         if a.shape:
             rows = shape_cases(a, Path(d))
         else:
-            rows = (before_after if a.before_after else rl_methods if a.rl else validation)(Path(d))
+            rows = (before_after if a.before_after else rl_methods if a.rl else engine_cases if a.engine
+                    else validation)(Path(d))
     print(json.dumps({"device": device, "rows": rows}, indent=1))
 
 

@@ -124,3 +124,27 @@ def ppo_iteration(s: Shape, run: Run, prompt: int, new_tokens: int, rollout_batc
     update["lora_grads_and_adam"] = n_lora * 12
     return {"generation_kv_cache": cache, "reference_and_value_passes": passes,
             "update_minibatch": sum(update.values()), "peak_stage": max(cache, passes, sum(update.values()))}
+
+
+def engine_generation(s: Shape, prompt: int, new_tokens: int, prompts: int, group: int, dtype_bytes: int,
+                      dense_copy_bytes: int = 0, read_prefix_once: bool = False, padded_batch: bool = False
+                      ) -> dict[str, float]:
+    """Peak memory above the loaded policy of one rollout-engine call: `prompts` distinct prompts, each sampled
+    `group` times. `dense_copy_bytes`: the engine's dense sampling copy (`dense_copy.dense_bytes`), 0 without;
+    `read_prefix_once`: each prompt's keys and values are kept once for its group (`DecodeLoop` on CPU), not per
+    row; `padded_batch`: every row is prefilled at once (`HFGenerate`), not one distinct prompt at a time."""
+    kv = s.hidden // s.heads * s.kv_heads
+    rows, per_token = prompts * group, 2 * s.layers * kv * dtype_bytes
+    cache = per_token * (prompts * prompt + rows * new_tokens) if read_prefix_once \
+        else per_token * rows * (prompt + new_tokens)
+    per_token_layer = (4 * s.hidden + 3 * s.intermediate) * dtype_bytes  # one layer's transient tensors, no grad
+    prefill = (rows if padded_batch else 1) * prompt * per_token_layer
+    return {"dense_copy": dense_copy_bytes, "kv_cache": cache, "prefill_layer": prefill}
+
+
+def dense_copy_bytes(s: Shape, dtype_bytes: int) -> int:
+    """A dense copy of the shape's base: every linear weight, the embedding and the output layer apart (the copy
+    is built untied), and the norms."""
+    kv = s.hidden // s.heads * s.kv_heads
+    linear = s.layers * (2 * s.hidden * s.hidden + 2 * s.hidden * kv + 3 * s.hidden * s.intermediate)
+    return (linear + 2 * s.vocab * s.hidden + (2 * s.layers + 1) * s.hidden) * dtype_bytes
