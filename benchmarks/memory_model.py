@@ -143,8 +143,8 @@ def engine_generation(s: Shape, prompt: int, new_tokens: int, prompts: int, grou
 
 
 def dense_copy_bytes(s: Shape, dtype_bytes: int) -> int:
-    """A dense copy of the shape's base: every linear weight, the embedding and the output layer apart (the copy
-    is built untied), and the norms."""
+    """A dense copy of the shape's base: every linear weight, the embedding and output layer (one tensor when
+    tied), and the norms."""
     kv = s.hidden // s.heads * s.kv_heads
     linear = s.layers * (2 * s.hidden * s.hidden + 2 * s.hidden * kv + 3 * s.hidden * s.intermediate)
-    return (linear + 2 * s.vocab * s.hidden + (2 * s.layers + 1) * s.hidden) * dtype_bytes
+    return (linear + (1 if s.tied else 2) * s.vocab * s.hidden + (2 * s.layers + 1) * s.hidden) * dtype_bytes

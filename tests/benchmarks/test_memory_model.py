@@ -16,7 +16,10 @@ def test_a_prompt_read_once_keeps_its_cache_once_per_group():
     assert engine_generation(SHAPE, 5, 2, 2, 3, 4, padded_batch=True)["prefill_layer"] == 320 * 5 * 6
 
 
-def test_a_dense_copy_holds_every_weight_and_an_untied_output_layer():
+def test_a_dense_copy_holds_every_weight_once():
+    from dataclasses import replace
+
     linear = 2 * (2 * 8 * 8 + 2 * 8 * 4 + 3 * 8 * 16)  # q, o; k, v; gate, up, down per layer
-    assert dense_copy_bytes(SHAPE, 4) == (linear + 2 * 10 * 8 + 5 * 8) * 4  # embedding and head, 2 x 2 + 1 norms
+    assert dense_copy_bytes(SHAPE, 4) == (linear + 10 * 8 + 5 * 8) * 4  # a tied embedding and head; 2 x 2 + 1 norms
+    assert dense_copy_bytes(replace(SHAPE, tied=False), 4) == (linear + 2 * 10 * 8 + 5 * 8) * 4
     assert engine_generation(SHAPE, 5, 2, 2, 3, 4, dense_copy_bytes=123)["dense_copy"] == 123

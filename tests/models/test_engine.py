@@ -371,3 +371,27 @@ def test_a_column_major_copy_holds_the_same_weights_and_generates_the_same(polic
             lora_b.sub_(0.3)
     assert DecodeLoop().sampling_model(model).lm_head.weight.t().is_contiguous()  # the CPU default
     assert DecodeLoop(column_major_copy=False).sampling_model(model).lm_head.weight.is_contiguous()
+
+
+def test_the_copy_of_a_tied_model_stays_tied_and_its_budget_counts_each_weight_once(tmp_path, policy):
+    from transformers import LlamaForCausalLM
+
+    from tl_lightning.models.tiny import build_tokenizer, tokenizer_corpus
+
+    model, _ = policy  # untied, with LoRA: adapters are merged, not counted
+    assert dense_bytes(model, torch.float32) == 4 * sum(p.numel() for p in DenseCopy().refresh(model).parameters())
+    tok = build_tokenizer(tokenizer_corpus(), 512)
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=4, tie_word_embeddings=True, pad_token_id=0)
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    tied = load_policy(ModelSettings(checkpoint=str(tmp_path), quantization="nf4", compute_dtype="float32"),
+                       "cpu").eval()
+    for column_major in (False, True):
+        copy = DenseCopy(torch.float32, column_major=column_major).refresh(tied)
+        assert copy.lm_head.weight is copy.model.embed_tokens.weight
+        assert dense_bytes(tied, torch.float32) == 4 * sum(p.numel() for p in copy.parameters())
+        ids = torch.tensor([[1, 5, 9, 33, 70]])
+        with torch.no_grad():
+            assert torch.allclose(copy(input_ids=ids).logits, tied(input_ids=ids).logits, atol=1e-5)

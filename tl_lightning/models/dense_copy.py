@@ -33,15 +33,16 @@ def _source_weight(module: torch.nn.Module, adapter: str) -> torch.Tensor | None
 
 
 def dense_bytes(model: torch.nn.Module, dtype: torch.dtype) -> int:
-    """What a dense copy of `model` in `dtype` holds: every base parameter at full size (4-bit packed weights
+    """What a dense copy of `model` in `dtype` holds: every base parameter at full size, once (4-bit packed weights
     count their unpacked element count)."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     size = torch.empty((), dtype=dtype).element_size()
-    total = 0
-    for module in base.modules():
-        for name, p in module.named_parameters(recurse=False):
-            if "lora_" in name:
+    total, seen = 0, set()
+    for module_name, module in base.named_modules():
+        for p in module.parameters(recurse=False):
+            if "lora_" in module_name or id(p) in seen:  # adapters are merged; a tied head counts once
                 continue
+            seen.add(id(p))
             shape = getattr(getattr(p, "quant_state", None), "shape", None)
             total += (shape.numel() if shape is not None else p.numel()) * size
     return total
@@ -86,6 +87,7 @@ class DenseCopy:
                 copy = AutoModelForCausalLM.from_config(base.config, dtype=self.dtype)
             self.model = copy.to_empty(device=device).eval()
             self.model.generation_config = base.generation_config
+            self.model.tie_weights()  # to_empty unties: a tied output layer would be a second embedding
             if self.column_major:
                 store_column_major(self.model)  # `copy_` below writes into this layout
         with torch.no_grad():
