@@ -32,7 +32,8 @@ DECODE_WEIGHTS = LAYER * 30 + [(49152, 576)]
 """Every weight matrix a decode step multiplies by: 30 layers and the output layer."""
 DECODE_ROWS = (4, 8, 9, 13, 16, 64)
 """Rows of a decode step: a GRPO-shape rollout decodes 16 (2 prompts x 8 samples), fewer as samples finish; an
-evaluation decodes up to a whole set's rows. Odd counts matter: MKL's fp32 GEMM of a row-major weight is slow at some."""
+evaluation decodes up to a whole set's rows. Odd counts matter: MKL's fp32 GEMM of a row-major weight is slow
+at some."""
 
 
 def cpu_name() -> str:

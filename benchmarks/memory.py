@@ -27,8 +27,16 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from benchmarks.memory_model import (SHAPES, GiB, Run, dense_copy_bytes, engine_generation, ppo_iteration, sft_step,
-                                     weight_bytes)
+from benchmarks.memory_model import (
+    SHAPES,
+    GiB,
+    Run,
+    dense_copy_bytes,
+    engine_generation,
+    ppo_iteration,
+    sft_step,
+    weight_bytes,
+)
 
 MiB = 1024 ** 2
 

@@ -26,7 +26,6 @@ import time
 
 import torch
 
-
 OPTIONS = {"loop": {"dense_copy": "none"}, "loop+dense": {"dense_copy": "float32"},
            "loop+dense rows": {"dense_copy": "float32", "column_major_copy": False},
            "loop+dense copied": {"dense_copy": "float32", "read_prefix_once": False},
