@@ -37,6 +37,7 @@ from benchmarks.memory_model import (
     sft_step,
     weight_bytes,
 )
+from benchmarks.rollout import OPTIONS as ROLLOUT_OPTIONS
 
 MiB = 1024 ** 2
 
@@ -270,9 +271,8 @@ def child_ppo(spec: dict) -> dict:
 
 
 # ------------------------------------------------------------------------------------------- child: engine
-ENGINE_OPTIONS = {"hf": None, "loop": {"dense_copy": "none"}, "loop+dense": {"dense_copy": "float32"},
-                  "loop+dense copied": {"dense_copy": "float32", "read_prefix_once": False}}
-"""Rollout-engine option -> its `DecodeLoop` settings (None: `HFGenerate`), as in benchmarks/rollout.py."""
+ENGINE_OPTIONS = {"hf": None, **{k: ROLLOUT_OPTIONS[k] for k in ("loop", "loop+dense", "loop+dense copied")}}
+"""Rollout-engine option -> its `DecodeLoop` settings (None: `HFGenerate`), those of benchmarks/rollout.py."""
 
 
 def child_engine(spec: dict) -> dict:
