@@ -7,6 +7,8 @@ from pathlib import Path
 
 from benchmarks.study.protocol import RL_ARMS, VARIANTS, Protocol, rl_stage
 from benchmarks.study.stats import METRICS, category_share, choose_lr, estimate, paired, per_item_mean, rate, summary
+from tl_lightning.data.toolworld.catalog import TOOLS_BY_NAME
+from tl_lightning.format.call_format import parse_calls
 
 MECHANISMS = {"tool_hallucination": {"tool_hallucination"}, "wrong_tool": {"wrong_tool"},
               "format_error": {"format_error", "no_call"}}
@@ -42,6 +44,19 @@ def sweeps(out: Path, p: Protocol) -> dict[str, dict]:
     return table
 
 
+def catalog_share(runs: list[list[dict]]) -> list[float]:
+    """Per item, the share of runs (seeds) whose output calls a tool the item does not list (a hallucinated tool)
+    that is one of ToolWorld's own, the training catalog: how far an adapter carries its training tools' names over
+    to other benchmarks."""
+    def from_catalog(item: dict) -> float:
+        if item["category"] != "tool_hallucination":
+            return 0.0
+        calls = parse_calls(item.get("output") or "").calls
+        return float(bool(calls) and calls[0].name in TOOLS_BY_NAME)
+
+    return per_item_mean([[{"id": r["id"], "catalog": from_catalog(r)} for r in run] for run in runs], "catalog")
+
+
 def arm_table(runs: list[dict]) -> dict:
     """Per set: TS / PI / CF and the mechanism rates, each with its interval; the MAE repeat rate if scored."""
     table = {}
@@ -53,7 +68,8 @@ def arm_table(runs: list[dict]) -> dict:
         table[name] = {"items": len(sets[0]), "seeds": len(sets),
                        "per_seed": [summary(run) for run in sets],  # how far seeds move it, beside the interval
                        **{m: estimate(per_item_mean(sets, m)) for m in METRICS},
-                       **{k: rate(sets, cats) for k, cats in MECHANISMS.items()}}
+                       **{k: rate(sets, cats) for k, cats in MECHANISMS.items()},
+                       "catalog_tool": estimate(catalog_share(sets))}
     return table
 
 
@@ -123,12 +139,12 @@ def markdown(report: dict) -> str:
             lines.append(f"| {variant} | " + " | ".join(cells) + " |")
         lines.append("")
     for arm, table in report["arms"].items():
-        lines += [f"### {arm}", "", "| set | items × seeds | TS | PI | CF | hallucinated tool | wrong tool "
-                  "| TS / CF per seed |", "|---|---|---|---|---|---|---|---|"]
+        lines += [f"### {arm}", "", "| set | items × seeds | TS | PI | CF | hallucinated tool | of them ToolWorld's "
+                  "| wrong tool | TS / CF per seed |", "|---|---|---|---|---|---|---|---|---|"]
         for name, t in table.items():
             if name == "mae_repeats":
                 continue
-            cells = [_cell(t[m]) for m in (*METRICS, "tool_hallucination", "wrong_tool")]
+            cells = [_cell(t[m]) for m in (*METRICS, "tool_hallucination", "catalog_tool", "wrong_tool")]
             seeds = ", ".join(f"{100 * r['ts']:.1f} / {100 * r['cf']:.1f}" for r in t["per_seed"])
             lines.append(f"| {name} | {t['items']} × {t['seeds']} | " + " | ".join(cells) + f" | {seeds} |")
         if "mae_repeats" in table:

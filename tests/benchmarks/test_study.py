@@ -64,6 +64,22 @@ def test_the_report_reads_finished_stages_and_pairs_variants_with_plain(tmp_path
     assert "| 100.0 / 75.0, 100.0 / 75.0 |" in (tmp_path / "report.md").read_text()  # TS / CF of each seed
 
 
+def test_a_hallucinated_tool_counts_as_toolworlds_only_when_its_name_is_in_the_training_catalog():
+    from benchmarks.study.report import catalog_share
+
+    def run(*outputs):
+        cats = ["tool_hallucination", "tool_hallucination", "wrong_tool", "tool_hallucination"]
+        return [{"id": f"i{k}", "category": c, "output": o} for k, (c, o) in enumerate(zip(cats, outputs))]
+
+    seed0 = run("get_weather_current(city='Oslo')", "lookup_city(name='Oslo')", "search_flights(origin='a')",
+                "not a call")
+    seed1 = run("get_weather_current(city='Oslo')", "get_stock_price(symbol='X')", "search_flights(origin='a')",
+                "send_email(to='x')")
+    # item 0: a ToolWorld name both seeds; 1: an invented name, then a ToolWorld one; 2: a wrong tool from the
+    # item's own list, not a hallucination; 3: unparseable, then a ToolWorld name
+    assert catalog_share([seed0, seed1]) == [1.0, 0.5, 0.0, 0.5]
+
+
 def test_mechanism_rates_are_paired_per_item_too():
     from benchmarks.study.report import differences
 
