@@ -57,10 +57,16 @@ def catalog_share(runs: list[list[dict]]) -> list[float]:
     return per_item_mean([[{"id": r["id"], "catalog": from_catalog(r)} for r in run] for run in runs], "catalog")
 
 
+def common_sets(runs: list[dict]) -> list[str]:
+    """The sets every run (seed) scored, in the first run's order: a set added to the protocol is reported for an
+    arm once all its seeds have it."""
+    return [name for name in runs[0] if all(name in r for r in runs)]
+
+
 def arm_table(runs: list[dict]) -> dict:
     """Per set: TS / PI / CF and the mechanism rates, each with its interval; the MAE repeat rate if scored."""
     table = {}
-    for name in runs[0]:
+    for name in common_sets(runs):
         if name == "mae_repeats":
             table[name] = estimate(per_item_mean([r[name] for r in runs], "repeated"))
             continue
@@ -84,10 +90,8 @@ def differences(arms: dict[str, list[dict]], baseline: str = "plain") -> dict:
         if arm == baseline:
             continue
         out[arm] = {}
-        for name in runs[0]:
+        for name in common_sets([*base, *runs]):
             key = "repeated" if name == "mae_repeats" else None
-            if name not in base[0]:
-                continue
             if key:
                 out[arm][name] = {key: paired(per_item_mean([r[name] for r in base], key),
                                               per_item_mean([r[name] for r in runs], key))}

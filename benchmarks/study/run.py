@@ -6,8 +6,9 @@
    (seed 0) and scored on a validation set (ToolWorld `val` step prompts); the rate with the best validation CF
    is then trained with the other seeds. Every run has the same steps and data.
 2. Every seed's adapter is scored per item on the test sets (at least 100 items each where the file has them:
-   held-out ToolWorld, RoTBench First_Turn clean and heavy with RoTBench's official scoring, ToolAlpaca eval_real),
-   and on the MAE mechanism: the erroneous calls of its own training data, prompted in the same situations.
+   held-out ToolWorld, RoTBench First_Turn clean and heavy with RoTBench's official scoring, ToolAlpaca eval_real,
+   BFCL v3 simple and multiple with BFCL's checker; `TEST_FILES`), and on the MAE mechanism: the erroneous calls
+   of its own training data, prompted in the same situations. A set added later is scored into the stages done.
 3. RL arms (`protocol.RL_ARMS`) start from the variant with the best validation CF (its seed-0 adapter), at
    equal rollout budgets, each with the protocol's RL seeds.
 4. The report (`report.py`) gives TS / PI / CF with 95% bootstrap intervals and the paired per-item differences
@@ -50,9 +51,13 @@ from tl_lightning.models.generation import GenerationSettings
 from tl_lightning.models.loading import ModelSettings, load_for_inference
 from tl_lightning.models.pretrained import SmolLM2
 
-TEST_FILES = {"rotbench_clean": ("rotbench", "rotbench/Data/First_Turn/clean.json", "official"),
-              "rotbench_heavy": ("rotbench", "rotbench/Data/First_Turn/heavy.json", "official"),
-              "toolalpaca_real": ("toolalpaca", "toolalpaca/data/eval_real.json", "lenient")}
+TEST_FILES = {"rotbench_clean": ("rotbench", SHARED / "rotbench/Data/First_Turn/clean.json", "official"),
+              "rotbench_heavy": ("rotbench", SHARED / "rotbench/Data/First_Turn/heavy.json", "official"),
+              "toolalpaca_real": ("toolalpaca", SHARED / "toolalpaca/data/eval_real.json", "lenient"),
+              "bfcl_simple": ("bfcl", "simple", "official"),  # a BFCL v3 category of the installed bfcl-eval
+              "bfcl_multiple": ("bfcl", "multiple", "official")}
+"""Set name → (`load_source` format, path, scoring mode): the real benchmarks, with their official scorers where
+they have one (RoTBench's `evaluate.py`, BFCL's `ast_checker`, reproduced in `metrics/`)."""
 
 
 # ----------------------------------------------------------------------------------------------------- items
@@ -66,7 +71,7 @@ def test_sets(tok, p: Protocol) -> dict[str, tuple[list[Conversation], str]]:
     heldout = all_step_prompts(ToolWorld(seed=EVAL_SEED).split("heldout", p.test_items))
     sets = {"toolworld_heldout": (_fitting(heldout, tok, p), "lenient")}
     for name, (fmt, path, mode) in TEST_FILES.items():
-        sets[name] = (_fitting(list(load_source(fmt, SHARED / path)), tok, p), mode)
+        sets[name] = (_fitting(list(load_source(fmt, path)), tok, p), mode)
     return sets
 
 
@@ -145,6 +150,25 @@ def ensure_adapter(result: dict, retrain) -> str:
     return retrain()["adapter"]
 
 
+def test_stage(results: Path, name: str, run: dict, retrain, sets: dict, checkpoint: str, p: Protocol,
+               situations=(), **fields) -> dict:
+    """Stage `name`: the per-item scores of `run`'s adapter on every set (and on the MAE situations), kept with
+    `fields`. A set added to the protocol after the stage ran (`TEST_FILES`) is scored and merged in; the sets it
+    has are kept."""
+    def scores(todo: dict, mae=situations) -> dict:
+        return score(checkpoint, ensure_adapter(run, retrain), todo, p, mae)
+
+    done = stage(results, name, lambda: {"adapter": run["adapter"], **fields, "scores": scores(sets)})
+    missing = {k: v for k, v in sets.items() if k not in done["scores"]}
+    if missing:
+        log(f"{name}: scoring {', '.join(missing)} (added since it ran)")
+        t0 = time.time()
+        done["scores"].update(scores(missing, ()))
+        done["stage_wall_s"] = round(done.get("stage_wall_s", 0) + time.time() - t0, 1)
+        (results / f"{name}.json").write_text(json.dumps(done, indent=1))
+    return done
+
+
 def run_sft(variants: list[str], p: Protocol, checkpoint: str, results: Path, out: Path, sweep_only: bool = False,
             seeds: list[int] | None = None) -> None:
     tok = load_tokenizer(checkpoint)
@@ -166,10 +190,8 @@ def run_sft(variants: list[str], p: Protocol, checkpoint: str, results: Path, ou
                 return train(variant, chosen, seed, p, checkpoint, out)
 
             run = sweep[chosen] if seed == 0 else stage(results, f"sft_{variant}_s{seed}", train_seed)
-            stage(results, f"test_{variant}_s{seed}",
-                  lambda run=run, retrain=train_seed: {
-                      "adapter": run["adapter"], "lr": chosen, "seed": run["seed"],
-                      "scores": score(checkpoint, ensure_adapter(run, retrain), tests, p, situations)})
+            test_stage(results, f"test_{variant}_s{seed}", run, train_seed, tests, checkpoint, p, situations,
+                       lr=chosen, seed=run["seed"])
 
 
 def best_variant(results: Path, p: Protocol) -> tuple[str, float, dict]:
@@ -201,8 +223,7 @@ def run_rl(p: Protocol, checkpoint: str, results: Path, out: Path, arms: list[st
                              (*overrides, *rl_seed_settings(seed)), name), "start": variant, "seed": seed}
 
             result = stage(results, name, run_arm)
-            stage(results, f"test_{name}", lambda result=result, retrain=run_arm: {
-                "adapter": result["adapter"], "scores": score(checkpoint, ensure_adapter(result, retrain), tests, p)})
+            test_stage(results, f"test_{name}", result, run_arm, tests, checkpoint, p)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -152,11 +152,45 @@ def test_stages_kept_in_the_results_folder_are_not_run_again(tmp_path, monkeypat
         (tmp_path / f"sweep_plain_lr{lr:g}.json").write_text(json.dumps(
             {"adapter": f"gone/{lr:g}", "seed": 0, "val": {"toolworld_val": _items(cfs)}}))
     (tmp_path / "test_plain_s0.json").write_text(json.dumps({"scores": {"toolworld_heldout": _items([1])}}))
-    for name in ("val_set", "test_sets", "error_situations", "load_tokenizer"):
+    for name in ("val_set", "error_situations", "load_tokenizer"):
         monkeypatch.setattr(run, name, lambda *a, **k: None)
+    monkeypatch.setattr(run, "test_sets", lambda *a, **k: {"toolworld_heldout": None})  # the kept stage has it
     monkeypatch.setattr(run, "train", lambda *a, **k: pytest.fail("a kept stage was trained again"))
     run.run_sft(["plain"], p, "ckpt", results=tmp_path, out=tmp_path / "runs")  # nothing left to run
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_a_set_added_after_a_test_stage_ran_is_scored_alone_and_merged_in(tmp_path, monkeypatch):
+    import benchmarks.study.run as run
+
+    kept = {"adapter": "a", "seed": 1, "stage_wall_s": 60.0, "scores": {"old": _items([1]), "mae_repeats": []}}
+    (tmp_path / "test_plain_s1.json").write_text(json.dumps(kept))
+    asked = []
+
+    def score(checkpoint, adapter, sets, p, situations=()):
+        asked.append((sorted(sets), situations))
+        return {name: _items([0, 1]) for name in sets}
+
+    monkeypatch.setattr(run, "score", score)
+    monkeypatch.setattr(run, "ensure_adapter", lambda result, retrain: result["adapter"])
+    sets = {"old": None, "new": None}
+    done = run.test_stage(tmp_path, "test_plain_s1", {"adapter": "a"}, None, sets, "ckpt", Protocol(), ["mae"])
+    assert asked == [(["new"], ())]  # only the new set, and not the MAE situations again
+    assert list(done["scores"]) == ["old", "mae_repeats", "new"] and done["scores"]["old"] == _items([1])
+    assert json.loads((tmp_path / "test_plain_s1.json").read_text()) == done and done["stage_wall_s"] >= 60.0
+    run.test_stage(tmp_path, "test_plain_s1", {"adapter": "a"}, None, sets, "ckpt", Protocol(), ["mae"])
+    assert len(asked) == 1  # nothing left to score
+
+
+def test_a_set_is_reported_for_an_arm_once_every_seed_has_it(tmp_path):
+    both = {"toolworld_heldout": _items([1, 0])}
+    for variant, seed, extra in [("plain", 0, {"bfcl_simple": _items([0, 0])}), ("plain", 1, {}),
+                                 ("mae", 0, {"bfcl_simple": _items([1, 0])})]:
+        (tmp_path / f"test_{variant}_s{seed}.json").write_text(json.dumps({"scores": {**both, **extra}}))
+    report = write_report(tmp_path, Protocol(seeds=(0, 1)))
+    assert list(report["arms"]["plain"]) == ["toolworld_heldout"]  # seed 1 lacks bfcl_simple
+    assert list(report["arms"]["mae"]) == ["toolworld_heldout", "bfcl_simple"]
+    assert list(report["paired_vs_plain"]["mae"]) == ["toolworld_heldout"]
 
 
 @pytest.mark.parametrize("part, kind", [("sft", "SFT"), ("rl", "RL")])
